@@ -1,0 +1,130 @@
+"""PostgreSQL access: a primary pool for writes and an optional replica pool for reads.
+
+``Database.primary()`` / ``Database.reader()`` hand out pooled psycopg 3 connections.
+
+Traps:
+
+* Pools open in the background (``open(wait=False)``) so a process starts, and ``/health``
+  answers, while PostgreSQL is down; the first ``connection()`` then waits at most
+  ``timeout`` seconds and raises :class:`DatabaseUnavailable`.
+* The replica lags the primary. Use ``reader()`` only where a few hundred milliseconds of
+  staleness is harmless (listings, exports of finished runs); read-after-write goes to the
+  primary. If the replica is unreachable, ``reader()`` falls back to the primary.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from app.settings import Settings, redact_dsn
+
+log = logging.getLogger(__name__)
+
+
+class DatabaseUnavailable(RuntimeError):
+    """No connection could be obtained from the pool in time (server down, pool exhausted)."""
+
+
+def _configure(conn: psycopg.Connection) -> None:
+    conn.execute("SET TIME ZONE 'UTC'")
+    conn.commit()
+
+
+class Database:
+    """Primary (+ optional replica) connection pools built from :class:`Settings`."""
+
+    def __init__(self, settings: Settings, *, min_size: int | None = None, max_size: int | None = None,
+                 name: str = "recon") -> None:
+        self.settings = settings
+        dsn = settings.require_database_url()
+        kwargs = {"connect_timeout": max(1, int(settings.db_connect_timeout)), "application_name": name}
+        self._primary = ConnectionPool(
+            dsn, kwargs=kwargs, min_size=settings.db_pool_min if min_size is None else min_size,
+            max_size=settings.db_pool_max if max_size is None else max_size,
+            configure=_configure, open=False, name=f"{name}-primary", timeout=settings.db_connect_timeout,
+        )
+        self._replica: ConnectionPool | None = None
+        if settings.database_replica_url is not None:
+            self._replica = ConnectionPool(
+                settings.database_replica_url.get_secret_value(), kwargs=kwargs,
+                min_size=0, max_size=settings.db_pool_max, configure=_configure, open=False,
+                name=f"{name}-replica", timeout=settings.db_connect_timeout,
+            )
+        self._dsn_shown = redact_dsn(dsn)
+
+    def open(self, wait: bool = False) -> "Database":
+        self._primary.open(wait=wait, timeout=self.settings.db_connect_timeout if wait else 30)
+        if self._replica is not None:
+            self._replica.open(wait=False)
+        return self
+
+    def close(self) -> None:
+        self._primary.close()
+        if self._replica is not None:
+            self._replica.close()
+
+    @contextlib.contextmanager
+    def primary(self, timeout: float | None = None) -> Iterator[psycopg.Connection]:
+        """A pooled connection to the primary; the block runs in one transaction (commit on exit)."""
+        try:
+            cm = self._primary.connection(timeout=timeout)
+            conn = cm.__enter__()
+        except PoolTimeout as exc:
+            raise DatabaseUnavailable(f"no connection to PostgreSQL at {self._dsn_shown} within "
+                                      f"{timeout or self.settings.db_connect_timeout}s") from exc
+        try:
+            yield conn
+        except BaseException as exc:
+            cm.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        else:
+            cm.__exit__(None, None, None)
+
+    @contextlib.contextmanager
+    def reader(self, timeout: float | None = None) -> Iterator[psycopg.Connection]:
+        """A connection for read-only queries: the replica when configured and reachable."""
+        if self._replica is not None:
+            try:
+                cm = self._replica.connection(timeout=timeout or 1.0)
+                conn = cm.__enter__()
+            except (PoolTimeout, psycopg.OperationalError) as exc:
+                log.warning("replica unavailable, reading from primary", extra={"error": str(exc)})
+            else:
+                try:
+                    yield conn
+                except BaseException as exc:
+                    cm.__exit__(type(exc), exc, exc.__traceback__)
+                    raise
+                else:
+                    cm.__exit__(None, None, None)
+                return
+        with self.primary(timeout) as conn:
+            yield conn
+
+    def ping(self, timeout: float = 2.0) -> None:
+        """Raise :class:`DatabaseUnavailable` unless ``SELECT 1`` succeeds on the primary."""
+        try:
+            with self.primary(timeout=timeout) as conn:
+                conn.execute("SELECT 1")
+        except psycopg.Error as exc:
+            raise DatabaseUnavailable(f"PostgreSQL at {self._dsn_shown}: {exc}") from exc
+
+    @staticmethod
+    def dict_cursor(conn: psycopg.Connection) -> psycopg.Cursor:
+        return conn.cursor(row_factory=dict_row)
+
+
+def connect(settings: Settings, *, autocommit: bool = False) -> psycopg.Connection:
+    """A single unpooled connection to the primary (CLI commands, LISTEN in the worker)."""
+    dsn = settings.require_database_url()
+    try:
+        return psycopg.connect(dsn, autocommit=autocommit, connect_timeout=max(1, int(settings.db_connect_timeout)),
+                               application_name="recon-cli")
+    except psycopg.OperationalError as exc:
+        raise DatabaseUnavailable(f"cannot connect to PostgreSQL at {redact_dsn(dsn)}: {exc}") from exc

@@ -1,0 +1,135 @@
+"""Application factory: wires settings, pools, middleware, routers and error handlers."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app import metrics
+from app.cache import Cache, CacheUnavailable
+from app.db import Database, DatabaseUnavailable
+from app.settings import Settings, SettingsError, get_settings
+from app.web.middleware import ObservabilityMiddleware
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    """What request handlers need; built once per process in the lifespan."""
+
+    settings: Settings
+    db: Database | None
+    cache: Cache
+    db_error: str | None = None
+
+    def require_db(self) -> Database:
+        if self.db is None:
+            raise DatabaseUnavailable(self.db_error or "database not configured")
+        return self.db
+
+
+def build_services(settings: Settings) -> Services:
+    try:
+        db: Database | None = Database(settings).open(wait=False)
+        db_error = None
+    except SettingsError as exc:
+        db, db_error = None, str(exc)
+    return Services(settings=settings, db=db, cache=Cache(settings), db_error=db_error)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the ASGI app. ``/health`` never touches PostgreSQL or Redis."""
+    settings = settings or get_settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = build_services(settings)
+        app.state.services = services
+        try:
+            yield
+        finally:
+            if services.db is not None:
+                services.db.close()
+            services.cache.close()
+
+    app = FastAPI(
+        title="Reconciliation service",
+        version=settings.version,
+        description="Upload two sides of financial records, match them, review and export the result.",
+        lifespan=lifespan,
+    )
+
+    @app.get("/health", tags=["operations"], summary="Liveness: the process is up")
+    def health() -> dict[str, str]:
+        return {"status": "ok", "slot": settings.slot, "version": settings.version}
+
+    @app.get("/ready", tags=["operations"], summary="Readiness: PostgreSQL and Redis reachable",
+             responses={503: {"description": "a dependency is unreachable; body names which"}})
+    def ready(request: Request) -> JSONResponse:
+        services: Services = request.app.state.services
+        checks: dict[str, str] = {}
+        try:
+            services.require_db().ping(timeout=2.0)
+            checks["database"] = "ok"
+        except DatabaseUnavailable as exc:
+            checks["database"] = f"unavailable: {exc}"
+        try:
+            services.cache.ping()
+            checks["redis"] = "ok"
+        except CacheUnavailable as exc:
+            checks["redis"] = f"unavailable: {exc}"
+        ok = all(v == "ok" for v in checks.values())
+        failed = [k for k, v in checks.items() if v != "ok"]
+        return JSONResponse({"status": "ready" if ok else "not ready", "checks": checks, "failed": failed},
+                            status_code=200 if ok else 503)
+
+    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics", response_class=Response)
+    async def prometheus() -> Response:
+        body, content_type = await run_in_threadpool(metrics.render)
+        return Response(body, media_type=content_type)
+
+    _install_error_handlers(app)
+    from app.web import routes  # imported late: routes import this module's Services
+
+    routes.register(app)
+    app.add_middleware(ObservabilityMiddleware, slot=settings.slot, version=settings.version)
+    from app import tracing
+
+    tracing.instrument_app(app, settings)
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(DatabaseUnavailable)
+    async def _db_down(request: Request, exc: DatabaseUnavailable) -> JSONResponse:
+        log.error("database unavailable", extra={"error": str(exc)})
+        return JSONResponse({"detail": "database unavailable, retry later"}, status_code=503,
+                            headers={"Retry-After": "5"})
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err.get("loc", ()))
+            problems.append({"field": loc, "reason": err.get("msg"), "value": _safe(err.get("input"))})
+        return JSONResponse({"detail": "invalid request", "problems": problems}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        body = exc.detail if isinstance(exc.detail, dict) else {"detail": exc.detail}
+        return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+
+def _safe(value: object) -> object:
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value if not isinstance(value, str) or len(value) < 200 else value[:200] + "..."
+    return repr(value)[:200]
