@@ -1,7 +1,11 @@
-"""API routes (filled in below the operational endpoints)."""
+"""The versioned API (``/api/v1``): one router per concept, attached by :func:`register`."""
 
 from fastapi import FastAPI
 
 
 def register(app: FastAPI) -> None:
-    """Attach the versioned API routers to ``app``."""
+    """Attach the API routers to ``app``."""
+    from app.web import admin, reconciliations, results, review
+
+    for module in (reconciliations, results, review, admin):
+        app.include_router(module.router)

@@ -1,0 +1,89 @@
+"""Request dependencies: services, the calling principal (token + role + rate limit), auditing."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+from fastapi import Depends, HTTPException, Request
+
+from app import auth
+from app.auth import Principal
+from app.db import Database
+from app.web.application import Services
+
+log = logging.getLogger(__name__)
+
+
+def services(request: Request) -> Services:
+    return request.app.state.services  # type: ignore[no-any-return]
+
+
+def database(svc: Services = Depends(services)) -> Database:
+    return svc.require_db()
+
+
+def _bearer(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise HTTPException(401, "missing API token: send 'Authorization: Bearer <token>'",
+                            headers={"WWW-Authenticate": "Bearer"})
+    return token.strip()
+
+
+def current_principal(request: Request, svc: Services = Depends(services)) -> Principal:
+    """Resolve the bearer token (Redis cache, then PostgreSQL) and apply the per-token rate limit."""
+    token = _bearer(request)
+    digest = auth.hash_token(token)
+    key = f"recon:token:{digest}"
+    cached = svc.cache.get_json(key) if svc.settings.token_cache_seconds else None
+    if cached:
+        principal = Principal(int(cached["token_id"]), cached["name"], cached["role"])
+    else:
+        db = svc.require_db()
+        with db.primary() as conn:
+            found = auth.lookup(conn, token)
+            if found is not None:
+                conn.execute("UPDATE api_tokens SET last_used_at = now() WHERE id = %s", (found.token_id,))
+        if found is None:
+            raise HTTPException(401, "unknown or revoked API token", headers={"WWW-Authenticate": "Bearer"})
+        principal = found
+        if svc.settings.token_cache_seconds:
+            svc.cache.set_json(key, auth.principal_to_json(principal), svc.settings.token_cache_seconds)
+    allowed, retry_after = svc.cache.hit_rate_limit(f"token:{principal.token_id}", svc.settings.rate_limit_per_minute)
+    if not allowed:
+        raise HTTPException(429, f"rate limit of {svc.settings.rate_limit_per_minute} requests per minute "
+                            f"exceeded for token {principal.token_id}", headers={"Retry-After": str(retry_after)})
+    request.state.principal = principal
+    return principal
+
+
+def require(role: str) -> Callable[..., Principal]:
+    """Dependency factory: the principal, if its role is at least ``role`` (else 403)."""
+    auth.check_role(role)
+
+    def _dep(principal: Principal = Depends(current_principal)) -> Principal:
+        if not principal.allows(role):
+            raise HTTPException(403, f"role {principal.role!r} may not do this; needs {role!r} or higher "
+                                f"(roles: {', '.join(auth.ROLES)})")
+        return principal
+
+    _dep.__name__ = f"require_{role}"
+    return _dep
+
+
+def audit(conn: psycopg.Connection, request: Request, principal: Principal, action: str, entity: str,
+          entity_id: Any, *, before: Any = None, after: Any = None) -> None:
+    """Append to the audit trail inside the caller's transaction (who, when, before, after)."""
+    conn.execute(
+        "INSERT INTO audit_log (actor, token_id, role, action, entity, entity_id, request_id, before, after) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        (principal.name, principal.token_id, principal.role, action, entity, None if entity_id is None else str(entity_id),
+         getattr(request.state, "request_id", None) or request.scope.get("state", {}).get("request_id"),
+         None if before is None else json.dumps(before, default=str),
+         None if after is None else json.dumps(after, default=str)),
+    )
