@@ -1,0 +1,123 @@
+"""prometheus.yml and the alert rules, checked by promtool.
+
+The promtool unit tests in promtool/ are written against the local defaults' thresholds
+(``test_promtool_tests_assume_the_default_thresholds`` pins them) and together cover every
+alert the rendered rules declare, each both firing and staying quiet.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from infra.spec import AlertThresholds
+
+PROMTOOL_DIR = Path(__file__).parent / "promtool"
+RULES = "prometheus/rules/recon.rules.yml"
+UNIT_TESTS = sorted(PROMTOOL_DIR.glob("*.test.yml"))
+
+
+def alert_names(rules_text: str) -> list[str]:
+    doc = yaml.safe_load(rules_text)
+    return [r["alert"] for g in doc["groups"] for r in g["rules"] if "alert" in r]
+
+
+def test_prometheus_config_local_full_check(render_local, find_tool, run_cmd):
+    """Full check: the rule file it names exists at the rendered path and parses."""
+    r = render_local()
+    out = run_cmd([find_tool("promtool"), "check", "config", str(r.path("prometheus/prometheus.yml"))])
+    assert "1 rule files found" in out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("stack", ["staging", "production"])
+def test_prometheus_config_container(stack, render_stack, find_tool, run_cmd):
+    # Syntax only: the rule file is named by its path inside the container (/etc/recon/...),
+    # which does not exist here; the rules themselves are checked in test_rules_check.
+    r = render_stack(stack)
+    run_cmd([find_tool("promtool"), "check", "config", "--syntax-only",
+             str(r.path("prometheus/prometheus.yml"))])
+    doc = yaml.safe_load(r.text("prometheus/prometheus.yml"))
+    assert doc["rule_files"] == ["/etc/recon/prometheus/rules/recon.rules.yml"]
+
+
+def test_prometheus_scrape_jobs_cover_every_exporter(render_local):
+    r = render_local(overrides={"backend": {"replicas": 2}})
+    doc = yaml.safe_load(r.text("prometheus/prometheus.yml"))
+    jobs = {j["job_name"]: j for j in doc["scrape_configs"]}
+    assert set(jobs) == {"prometheus", "recon-backend", "postgres", "redis", "node", "alertmanager"}
+    ports = r.spec.local_ports()
+    backend = jobs["recon-backend"]["static_configs"]
+    assert [c["labels"]["slot"] for c in backend] == ["blue"]
+    assert backend[0]["targets"] == [f"127.0.0.1:{ports['backend-blue-1']}",
+                                     f"127.0.0.1:{ports['backend-blue-2']}"]
+    assert jobs["postgres"]["static_configs"][0]["targets"] == [f"127.0.0.1:{ports['postgres-exporter']}"]
+    assert doc["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == [
+        f"127.0.0.1:{ports['alertmanager']}"]
+
+
+def test_prometheus_scrapes_both_slots_during_a_canary(render_local):
+    r = render_local(overrides={"backend": {"canary_weight": 10, "slots": {
+        "blue": {"version": "1.0.0"}, "green": {"version": "1.1.0"}}}})
+    doc = yaml.safe_load(r.text("prometheus/prometheus.yml"))
+    backend = next(j for j in doc["scrape_configs"] if j["job_name"] == "recon-backend")
+    assert [(c["labels"]["slot"], c["labels"]["version"]) for c in backend["static_configs"]] == [
+        ("blue", "1.0.0"), ("green", "1.1.0")]
+
+
+@pytest.mark.parametrize("stack", ["local", "staging", "production"])
+def test_rules_check(stack, render_local, render_stack, find_tool, run_cmd):
+    r = render_local() if stack == "local" else render_stack(stack)
+    out = run_cmd([find_tool("promtool"), "check", "rules", str(r.path(RULES))])
+    assert f"{len(alert_names(r.text(RULES)))} rules found" in out.stdout
+
+
+def test_required_alerts_exist(render_local):
+    names = set(alert_names(render_local().text(RULES)))
+    assert {"HighErrorRate", "HighResponseTime", "DatabaseConnectionsHigh", "ReplicationLagHigh",
+            "RedisMasterUnreachable", "BackupTooOld"} <= names
+
+
+def test_promtool_tests_assume_the_default_thresholds():
+    """The static promtool tests encode these numbers; change both together."""
+    assert AlertThresholds().model_dump() == {
+        "error_rate": 0.05, "p95_seconds": 1.0, "db_connections_ratio": 0.8,
+        "replication_lag_seconds": 30, "backup_max_age_hours": 26}
+
+
+def test_every_alert_has_firing_and_quiet_unit_tests(render_local):
+    covered: dict[str, set[str]] = {}
+    for f in UNIT_TESTS:
+        for t in yaml.safe_load(f.read_text())["tests"]:
+            for case in t.get("alert_rule_test", []):
+                covered.setdefault(case["alertname"], set()).add(
+                    "firing" if case.get("exp_alerts") else "quiet")
+    missing = {name: {"firing", "quiet"} - covered.get(name, set())
+               for name in alert_names(render_local().text(RULES))}
+    assert {k: v for k, v in missing.items() if v} == {}
+
+
+@pytest.fixture
+def rules_dir(render_local) -> Path:
+    """The rendered rules with the promtool unit tests copied beside them."""
+    d = render_local().path(RULES).parent
+    for f in UNIT_TESTS:
+        shutil.copy(f, d / f.name)
+    return d
+
+
+@pytest.mark.parametrize("unit_test", UNIT_TESTS, ids=lambda p: p.name.removesuffix(".test.yml"))
+def test_promtool_unit_tests(unit_test, rules_dir, find_tool, run_cmd):
+    run_cmd([find_tool("promtool"), "test", "rules", unit_test.name], cwd=rules_dir)
+
+
+def test_thresholds_come_from_the_spec(render_local, find_tool, run_cmd):
+    """A stricter spec makes the 10%-errors case quiet: the rule reads spec.prometheus.alerts."""
+    r = render_local(overrides={"prometheus": {"alerts": {"error_rate": 0.5}}})
+    d = r.path(RULES).parent
+    shutil.copy(PROMTOOL_DIR / "HighErrorRate.test.yml", d)
+    out = run_cmd([find_tool("promtool"), "test", "rules", "HighErrorRate.test.yml"], cwd=d, check=False)
+    assert out.returncode != 0
+    assert "> 0.5" in r.text(RULES)
