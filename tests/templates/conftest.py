@@ -233,7 +233,9 @@ class Processes:
 
     def assert_running(self) -> None:
         for name, p, log in self.procs:
-            assert p.poll() is None, f"{name} exited {p.returncode}:\n{log.read_text()[-3000:]}"
+            if p.poll() is not None:
+                # pytest.fail, not assert: wait_for retries on Exception, not on this
+                pytest.fail(f"{name} exited {p.returncode}:\n{log.read_text()[-3000:]}")
 
     def stop_all(self) -> None:
         for _, p, _ in reversed(self.procs):
