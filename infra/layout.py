@@ -77,6 +77,10 @@ class Layout:
     def log(self, name: str) -> str:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def secret(self, name: str) -> str:  # pragma: no cover - abstract
+        """Path of a secret file the target provides (never rendered into a config)."""
+        raise NotImplementedError
+
 
 class LocalLayout(Layout):
     """Every process on this machine, bound to ``spec.host``, state under ``spec.state_path``."""
@@ -105,6 +109,9 @@ class LocalLayout(Layout):
 
     def log(self, name: str) -> str:
         return str(self.root / "log" / name)
+
+    def secret(self, name: str) -> str:
+        return str(self.root / "secrets" / name)
 
 
 _STANDARD_PORTS = {
@@ -165,3 +172,6 @@ class ContainerLayout(Layout):
 
     def log(self, name: str) -> str:
         return "/dev/stdout"
+
+    def secret(self, name: str) -> str:
+        return str(PurePosixPath("/run/secrets/recon") / name)

@@ -1,0 +1,47 @@
+# The two commands of the README: `make up` (the stack, up and shown working) and `make test`.
+# Both install what they need: Debian packages (ops/system-packages.sh) and the virtualenv.
+SHELL := /bin/bash
+VENV ?= .venv
+# Debian's python: its files are readable by the service user the stack drops to as root.
+PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || command -v python3)
+BIN := $(VENV)/bin
+STACK ?= local
+
+.PHONY: help deps venv up demo status down purge test test-unit bench clean
+help:
+	@echo "make up      install everything, start the local stack, show it working"
+	@echo "make test    install everything, start the local stack, run all tests"
+	@echo "make bench   run every benchmark in benchmarks/ (prints figures beside targets)"
+	@echo "make status  fab status;  make down  stop the stack (data kept)"
+
+deps:
+	@sh ops/system-packages.sh
+
+$(BIN)/.installed: pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install -q --upgrade pip
+	@$(BIN)/python -m pip install -q -e '.[dev,bench]'
+	@touch $@
+
+venv: $(BIN)/.installed
+
+up: deps venv
+	$(BIN)/fab up --stack $(STACK)
+	$(BIN)/fab status --stack $(STACK)
+	$(BIN)/fab demo --stack $(STACK)
+
+demo: venv
+	$(BIN)/fab demo --stack $(STACK)
+
+status: venv
+	$(BIN)/fab status --stack $(STACK)
+
+down: venv
+	$(BIN)/fab down --stack $(STACK)
+
+test: deps venv
+	$(BIN)/fab up --stack $(STACK)
+	$(BIN)/python -m pytest
+
+bench: deps venv
+	@set -e; for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b; done

@@ -1,0 +1,162 @@
+"""One-time work that turns empty directories into a stack: run on every ``fab up``, each step
+skipped when its result is already there (idempotent).
+
+- directories under the state dir, owned by the service user
+- the PostgreSQL primary (initdb), its roles, database and replication slots
+- each replica, cloned with pg_basebackup from the primary and streaming from its slot
+- Redis and Sentinel working copies of their configs (both rewrite their own config files
+  on failover, so the rendered file is copied in, and copied again only when it changes)
+"""
+
+from __future__ import annotations
+
+from infra.local.errors import BootstrapError
+
+import hashlib
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from infra.layout import LocalLayout
+from infra.local.privileges import RunAs
+from infra.local.processes import binary
+from infra.local.secrets import write_secret_file
+from infra.spec import StackSpec
+
+
+
+
+def run(argv: list[str], who: RunAs, what: str, env: dict | None = None, timeout: float = 300) -> None:
+    res = subprocess.run(who.wrap(argv), capture_output=True, text=True, env=env, timeout=timeout)
+    if res.returncode != 0:
+        tail = "\n".join((res.stderr or res.stdout).strip().splitlines()[-10:])
+        raise BootstrapError(f"{what} failed (exit {res.returncode}): {argv[0]}\n{tail}")
+
+
+def prepare_dirs(layout: LocalLayout, who: RunAs) -> None:
+    root = layout.root
+    for sub in ("conf", "data", "run", "log", "secrets", "tls"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    (root / "secrets").chmod(0o700)
+    (root / "tls").chmod(0o700)
+    for sub in ("data", "run", "log", "secrets", "tls"):
+        who.chown(root / sub)
+    for proc in ("redis-primary", *layout.redis_replicas(), *layout.sentinels(),
+                 "prometheus", "alertmanager", "node-exporter"):
+        d = Path(layout.data(proc))
+        d.mkdir(exist_ok=True)
+        who.chown(d)
+    for name in ("tls",):
+        who.chown(root / name, recursive=True)
+
+
+def write_credentials(spec: StackSpec, layout: LocalLayout, secrets: dict, who: RunAs) -> None:
+    """pgpass for libpq clients (app, replicas, tools) and the exporter's password file."""
+    pg = spec.postgres
+    lines = []
+    for proc in ("postgres-primary", *layout.postgres_replicas()):
+        ep = layout.endpoint(proc)
+        lines += [f"{ep.host}:{ep.port}:*:{pg.user}:{secrets['postgres_app'].get_secret_value()}",
+                  f"{ep.host}:{ep.port}:*:{pg.replication_user}:{secrets['postgres_replication'].get_secret_value()}",
+                  f"{ep.host}:{ep.port}:*:postgres:{secrets['postgres_superuser'].get_secret_value()}",
+                  f"{ep.host}:{ep.port}:*:exporter:{secrets['postgres_exporter'].get_secret_value()}"]
+    sdir = layout.root / "secrets"
+    for name, content in (("pgpass", "\n".join(lines) + "\n"),
+                          ("exporter-password", secrets["postgres_exporter"].get_secret_value())):
+        write_secret_file(sdir / name, content)
+        who.chown(sdir / name)
+    (sdir / "secrets.json").exists() and who.chown(sdir / "secrets.json")
+
+
+def init_primary(layout: LocalLayout, secrets: dict, who: RunAs) -> bool:
+    data = Path(layout.data("postgres-primary"))
+    if (data / "PG_VERSION").exists():
+        return False
+    data.mkdir(parents=True, exist_ok=True)
+    data.chmod(0o700)
+    who.chown(data)
+    with tempfile.NamedTemporaryFile("w", dir=layout.root / "secrets", delete=False) as f:
+        f.write(secrets["postgres_superuser"].get_secret_value())
+    pwfile = Path(f.name)
+    who.chown(pwfile)
+    try:
+        run([binary("initdb"), "-D", str(data), "-U", "postgres", f"--pwfile={pwfile}",
+             "--auth=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8", "--data-checksums"],
+            who, "initdb of the primary", timeout=120)
+    except BootstrapError:
+        shutil.rmtree(data, ignore_errors=True)  # nothing half-done: the next `fab up` starts clean
+        raise
+    finally:
+        pwfile.unlink(missing_ok=True)
+    return True
+
+
+def superuser_conn(spec: StackSpec, layout: LocalLayout, secrets: dict, proc: str = "postgres-primary",
+                   dbname: str = "postgres") -> psycopg.Connection:
+    ep = layout.endpoint(proc)
+    return psycopg.connect(host=ep.host, port=ep.port, user="postgres", dbname=dbname,
+                           password=secrets["postgres_superuser"].get_secret_value(),
+                           connect_timeout=3, autocommit=True)
+
+
+def configure_primary(spec: StackSpec, layout: LocalLayout, secrets: dict) -> None:
+    """Roles, database, extension and replication slots; safe to run again."""
+    pg = spec.postgres
+    roles = [(pg.user, secrets["postgres_app"], "LOGIN"),
+             (pg.replication_user, secrets["postgres_replication"], "LOGIN REPLICATION"),
+             ("exporter", secrets["postgres_exporter"], "LOGIN")]
+    with superuser_conn(spec, layout, secrets) as conn:
+        for name, password, attrs in roles:
+            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone()
+            verb = "ALTER" if exists else "CREATE"
+            conn.execute(sql.SQL(verb + " ROLE {} WITH " + attrs + " PASSWORD {}").format(
+                sql.Identifier(name), sql.Literal(password.get_secret_value())))
+        conn.execute("GRANT pg_monitor TO exporter")
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (pg.database,)).fetchone():
+            conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                sql.Identifier(pg.database), sql.Identifier(pg.user)))
+        for i in range(1, pg.replicas + 1):
+            conn.execute("SELECT pg_create_physical_replication_slot(%s) WHERE NOT EXISTS "
+                         "(SELECT 1 FROM pg_replication_slots WHERE slot_name = %s)",
+                         (f"replica_{i}", f"replica_{i}"))
+    with superuser_conn(spec, layout, secrets, dbname=pg.database) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+
+
+def clone_replica(spec: StackSpec, layout: LocalLayout, proc: str, who: RunAs) -> bool:
+    data = Path(layout.data(proc))
+    if (data / "PG_VERSION").exists():
+        return False
+    if data.exists():
+        shutil.rmtree(data)
+    slot = "replica_" + proc.rsplit("-", 1)[1]
+    primary = layout.endpoint("postgres-primary")
+    env = {"PGPASSFILE": str(layout.root / "secrets" / "pgpass"), "PATH": "/usr/bin:/bin"}
+    try:
+        run([binary("pg_basebackup"), "-h", primary.host, "-p", str(primary.port),
+             "-U", spec.postgres.replication_user, "-D", str(data), "-X", "stream",
+             "-S", slot, "--checkpoint=fast", "--no-password"], who, f"pg_basebackup for {proc}", env=env)
+    except BootstrapError:
+        shutil.rmtree(data, ignore_errors=True)
+        raise
+    (data / "standby.signal").touch()
+    who.chown(data / "standby.signal")
+    return True
+
+
+def sync_working_config(rendered: Path, working: Path, who: RunAs) -> bool:
+    """Copy a rendered Redis/Sentinel config into the process's data dir when the rendered file
+    changed since the last copy (Sentinel and Redis rewrite their working copy at failover)."""
+    digest = hashlib.sha256(rendered.read_bytes()).hexdigest()
+    marker = working.with_name(working.name + ".source-sha256")
+    if working.exists() and marker.exists() and marker.read_text() == digest:
+        return False
+    shutil.copyfile(rendered, working)
+    marker.write_text(digest)
+    who.chown(working)
+    who.chown(marker)
+    return True

@@ -1,0 +1,369 @@
+"""The local target: ``up``, ``down`` and ``status`` of the whole stack on this machine.
+
+``up`` is idempotent: it renders every config, bootstraps what is missing, starts what is not
+running in dependency order (stage by stage, waiting for health), restarts or reloads what
+reads a changed config, and touches nothing else. A second ``up`` on a healthy stack reports
+"no change".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import psycopg
+import redis
+
+from infra.layout import LocalLayout
+from infra.local import bootstrap
+from infra.local.errors import LocalTargetError, TargetError
+from infra.local.privileges import RunAs, service_identity
+from infra.local.processes import (Process, Unavailable, http_get, missing_binaries, plan,
+                                   unavailable)
+from infra.local.secrets import load_or_create
+from infra.local.supervisor import Supervisor, render_config
+from infra.local.tls import ensure_certificates
+from infra.render import RenderContext, render_all, write_all
+from infra.spec import StackSpec
+
+Progress = Callable[[str], None]
+
+
+
+@dataclass
+class Health:
+    ok: bool
+    detail: str
+
+
+@dataclass
+class ServiceStatus:
+    service: str
+    kind: str
+    state: str
+    """supervisor state (RUNNING, STOPPED, FATAL...) or NOT_AVAILABLE"""
+    pid: int | None
+    port: int | None
+    healthy: bool | None
+    detail: str
+    uptime_s: int | None = None
+
+
+@dataclass
+class UpResult:
+    started: list[str] = field(default_factory=list)
+    restarted: list[str] = field(default_factory=list)
+    reloaded: list[str] = field(default_factory=list)
+    bootstrapped: list[str] = field(default_factory=list)
+    configs_changed: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.started or self.restarted or self.reloaded or self.bootstrapped
+                    or self.configs_changed)
+
+
+class LocalTarget:
+    def __init__(self, spec: StackSpec, progress: Progress | None = None):
+        self.spec = spec
+        self.layout = LocalLayout(spec)
+        self.root = self.layout.root
+        self.supervisor = Supervisor(self.layout)
+        self.say: Progress = progress or (lambda msg: None)
+
+    # -- helpers -------------------------------------------------------------------------
+    def render_context(self, who: RunAs) -> RenderContext:
+        return RenderContext(run_as=None, tls_cert=str(self.root / "tls" / "server.crt"),
+                             tls_key=str(self.root / "tls" / "server.key"),
+                             archive_command=None,
+                             node_textfile_dir=self.layout.data("node-exporter"))
+
+    def processes(self) -> list[Process]:
+        return plan(self.spec, self.layout)
+
+    def secrets(self):
+        return load_or_create(self.spec, self.root / "secrets")
+
+    @property
+    def cafile(self) -> str:
+        return str(self.root / "tls" / "ca.crt")
+
+    # -- up ------------------------------------------------------------------------------
+    def up(self, dry_run: bool = False) -> UpResult:
+        t0 = time.monotonic()
+        result = UpResult()
+        missing = missing_binaries()
+        if missing:
+            raise TargetError("missing programs the local target needs: " + ", ".join(missing))
+        procs = self.processes()
+        if dry_run:
+            for p in procs:
+                self.say(f"would run {p.name} (stage {p.stage}): {p.command_line}")
+            return result
+
+        who = service_identity()
+        self.say(f"state directory {self.root}" + (f"; services run as {who.user!r}" if who.user else ""))
+        bootstrap.prepare_dirs(self.layout, who)
+        secrets = self.secrets()
+        bootstrap.write_credentials(self.spec, self.layout, secrets, who)
+        if ensure_certificates(self.root / "tls", self.spec.nginx.server_name, self.spec.host):
+            result.configs_changed.append("tls/server.crt")
+        who.chown(self.root / "tls", recursive=True)
+
+        files = render_all(self.spec, self.layout, self.render_context(who))
+        result.configs_changed += write_all(files, self.root / "conf")
+        sup_conf = render_config(self.spec, self.layout, procs, who.user)
+        sup_changed = _write_if_changed(Path(self.layout.conf("supervisord.conf")), sup_conf)
+
+        if not self.supervisor.running():
+            self.say("starting supervisord")
+            self.supervisor.start_daemon()
+        elif sup_changed:
+            self.say("supervisord config changed: rereading")
+            self.supervisor.reread()
+        if sup_changed:
+            result.configs_changed.append("supervisord.conf")
+
+        changed_conf = set(result.configs_changed)
+        info = self.supervisor.info()
+        for stage in sorted({p.stage for p in procs}):
+            stage_procs = [p for p in procs if p.stage == stage]
+            self._before_stage(stage, who, secrets, result)
+            for p in stage_procs:
+                running = info.get(p.name, {}).get("statename") == "RUNNING"
+                touched = changed_conf.intersection(p.conf_files)
+                if p.kind in ("redis", "sentinel"):
+                    src = self.root / "conf" / p.conf_files[0]
+                    work = Path(self.layout.data(p.name)) / ("sentinel.conf" if p.kind == "sentinel" else "redis.conf")
+                    if bootstrap.sync_working_config(src, work, who) and running:
+                        touched = touched or {p.conf_files[0]}
+                    elif not touched:
+                        touched = set()
+                if not running:
+                    self.say(f"starting {p.name}")
+                    self.supervisor.start(p.name, wait=False)
+                    result.started.append(p.name)
+                elif touched and p.reload_signal:
+                    self.say(f"reloading {p.name} ({', '.join(sorted(touched))} changed)")
+                    self.supervisor.signal(p.name, p.reload_signal)
+                    result.reloaded.append(p.name)
+                elif touched:
+                    self.say(f"restarting {p.name} ({', '.join(sorted(touched))} changed)")
+                    self.supervisor.stop(p.name)
+                    self.supervisor.start(p.name)
+                    result.restarted.append(p.name)
+            self._wait_healthy(stage_procs, secrets)
+            self._after_stage(stage, secrets, result)
+        result.seconds = time.monotonic() - t0
+        return result
+
+    def _before_stage(self, stage: int, who: RunAs, secrets, result: UpResult) -> None:
+        if stage == 0 and bootstrap.init_primary(self.layout, secrets, who):
+            self.say("initialised the PostgreSQL primary (initdb)")
+            result.bootstrapped.append("postgres-primary")
+        if stage == 1:
+            for proc in self.layout.postgres_replicas():
+                if bootstrap.clone_replica(self.spec, self.layout, proc, who):
+                    self.say(f"cloned {proc} from the primary (pg_basebackup)")
+                    result.bootstrapped.append(proc)
+        if stage == 3:
+            self._migrate()
+
+    def _after_stage(self, stage: int, secrets, result: UpResult) -> None:
+        if stage == 0:
+            bootstrap.configure_primary(self.spec, self.layout, secrets)
+
+    def _migrate(self) -> None:
+        """Apply the service's migrations (``python -m app migrate``) before it starts."""
+        import subprocess
+        import sys
+        from infra.local.processes import app_env
+        env = {**os.environ, **app_env(self.spec, self.layout, self.spec.backend.active_slot)}
+        res = subprocess.run([sys.executable, "-m", "app", "migrate"], capture_output=True, text=True,
+                             env=env, timeout=300)
+        if res.returncode != 0:
+            raise TargetError("database migrations failed (python -m app migrate):\n"
+                              + (res.stderr or res.stdout).strip()[-1500:])
+        last = (res.stdout.strip().splitlines() or ["migrations up to date"])[-1]
+        self.say(f"migrations: {last}")
+
+    def _wait_healthy(self, procs: list[Process], secrets, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        pending = list(procs)
+        last: dict[str, Health] = {}
+        while pending:
+            with ThreadPoolExecutor(max_workers=8) as pool:
+                checks = list(pool.map(lambda p: (p, self.check(p, secrets)), pending))
+            pending = []
+            for p, h in checks:
+                last[p.name] = h
+                if not h.ok:
+                    pending.append(p)
+            if not pending:
+                return
+            states = self.supervisor.info()
+            for p in pending:
+                st = states.get(p.name, {}).get("statename")
+                if st in ("FATAL", "EXITED", "BACKOFF", "STOPPED"):
+                    raise TargetError(f"{p.name} is {st}: {last[p.name].detail}\nlast lines of "
+                                      f"{self.layout.log(p.name + '.log')}:\n{self.supervisor.tail(p.name)}")
+            if time.monotonic() > deadline:
+                raise TargetError("not healthy after %ds: " % timeout + "; ".join(
+                    f"{p.name}: {last[p.name].detail}" for p in pending))
+            time.sleep(0.25)
+
+    # -- health --------------------------------------------------------------------------
+    def check(self, p: Process, secrets) -> Health:
+        try:
+            return getattr(self, f"_check_{p.kind}")(p, secrets)
+        except Exception as exc:  # a health check reports, it never raises
+            return Health(False, f"{type(exc).__name__}: {exc}".splitlines()[0][:200])
+
+    def _check_postgres(self, p: Process, secrets) -> Health:
+        with bootstrap.superuser_conn(self.spec, self.layout, secrets, proc=p.name) as conn:
+            in_recovery = conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]
+            if p.name == "postgres-primary":
+                if in_recovery:
+                    return Health(False, "in recovery (expected a primary)")
+                n = conn.execute("SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'"
+                                 ).fetchone()[0]
+                return Health(True, f"primary, {n} replica(s) streaming")
+            if not in_recovery:
+                return Health(False, "not in recovery (expected a replica)")
+            row = conn.execute("SELECT status FROM pg_stat_wal_receiver").fetchone()
+            lag = conn.execute("SELECT COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 0)"
+                               ).fetchone()[0]
+            if not row or row[0] != "streaming":
+                return Health(False, f"wal receiver {row[0] if row else 'absent'}")
+            return Health(True, f"replica, streaming, replay lag {float(lag):.1f}s")
+
+    def _check_redis(self, p: Process, secrets) -> Health:
+        r = redis.Redis(host=self.spec.host, port=p.port, socket_timeout=1)
+        repl = r.info("replication")
+        role = repl["role"]
+        if role == "slave":
+            if repl.get("master_link_status") != "up":
+                return Health(False, f"replica, link to master {repl.get('master_link_status')}")
+            return Health(True, f"replica of {repl['master_host']}:{repl['master_port']}")
+        return Health(True, f"master, {repl.get('connected_slaves', 0)} replica(s)")
+
+    def _check_sentinel(self, p: Process, secrets) -> Health:
+        name = self.spec.redis.sentinel.master_name
+        r = redis.Redis(host=self.spec.host, port=p.port, socket_timeout=1, decode_responses=True)
+        addr = r.execute_command("SENTINEL", "get-master-addr-by-name", name)
+        try:
+            r.execute_command("SENTINEL", "ckquorum", name)
+        except redis.ResponseError as exc:
+            return Health(False, f"quorum: {exc}")
+        return Health(True, f"master {addr[0]}:{addr[1]}, quorum reachable")
+
+    def _check_backend(self, p: Process, secrets) -> Health:
+        code, body = http_get(f"http://{self.spec.host}:{p.port}/health")
+        return Health(code == 200, f"/health {code}")
+
+    def _check_worker(self, p: Process, secrets) -> Health:
+        st = self.supervisor.info().get(p.name, {})
+        return Health(st.get("statename") == "RUNNING", st.get("statename", "unknown").lower())
+
+    def _check_exporter(self, p: Process, secrets) -> Health:
+        code, _ = http_get(f"http://{self.spec.host}:{p.port}/metrics", timeout=5)
+        return Health(code == 200, f"/metrics {code}")
+
+    def _check_nginx(self, p: Process, secrets) -> Health:
+        scheme = "https" if self.spec.nginx.tls else "http"
+        code, _ = http_get(f"{scheme}://{self.spec.host}:{p.port}/health", cafile=self.cafile)
+        if code != 200:
+            return Health(False, f"{scheme} /health {code}")
+        code, _ = http_get(f"{scheme}://{self.spec.host}:{p.port}/nginx/upstream-health", cafile=self.cafile)
+        return Health(code == 200, f"{scheme} /health 200, backend via nginx {code}")
+
+    def _check_prometheus(self, p: Process, secrets) -> Health:
+        code, _ = http_get(f"http://{self.spec.host}:{p.port}/-/ready")
+        return Health(code == 200, f"/-/ready {code}")
+
+    _check_alertmanager = _check_prometheus
+
+    # -- status --------------------------------------------------------------------------
+    def status(self) -> list[ServiceStatus]:
+        procs = self.processes()
+        info = self.supervisor.info()
+        secrets = self.secrets() if (self.root / "secrets" / "secrets.json").exists() else None
+        now = time.time()
+
+        def one(p: Process) -> ServiceStatus:
+            st = info.get(p.name)
+            if st is None:
+                return ServiceStatus(p.name, p.kind, "DOWN" if not info else "NOT_CONFIGURED",
+                                     None, p.port, False, "supervisord not running" if not info else
+                                     "not in the supervisor config; run fab up")
+            state = st["statename"]
+            if state != "RUNNING":
+                return ServiceStatus(p.name, p.kind, state, None, p.port, False,
+                                     st.get("spawnerr") or st.get("description") or state.lower())
+            h = self.check(p, secrets) if secrets else Health(False, "no secrets: run fab up")
+            return ServiceStatus(p.name, p.kind, state, st["pid"], p.port, h.ok, h.detail,
+                                 int(now - st["start"]))
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            rows = list(pool.map(one, procs))
+        for u in unavailable(self.spec):
+            rows.append(ServiceStatus(u.name, u.name, "NOT_AVAILABLE", None, None, None, u.reason))
+        return rows
+
+    def endpoints(self) -> dict[str, str]:
+        s, lay = self.spec, self.layout
+        out = {}
+        if s.nginx.tls:
+            out["api (https, via nginx)"] = f"https://{s.host}:{s.nginx.https_port}/"
+        out["api (http, via nginx)"] = f"http://{s.host}:{s.nginx.http_port}/"
+        out["prometheus"] = f"http://{lay.endpoint('prometheus')}/"
+        out["alertmanager"] = f"http://{lay.endpoint('alertmanager')}/"
+        pg = lay.endpoint("postgres-primary")
+        out["postgres (primary)"] = f"postgresql://{s.postgres.user}@{pg}/{s.postgres.database}"
+        for proc in lay.postgres_replicas():
+            out[f"postgres ({proc})"] = f"postgresql://{s.postgres.user}@{lay.endpoint(proc)}/{s.postgres.database}"
+        out["redis sentinels"] = ",".join(str(lay.endpoint(x)) for x in lay.sentinels()) or \
+            str(lay.endpoint("redis-primary"))
+        out["ca certificate"] = self.cafile
+        out["password file (libpq)"] = str(self.root / "secrets" / "pgpass")
+        return out
+
+    # -- down ----------------------------------------------------------------------------
+    def down(self, purge: bool = False) -> list[str]:
+        stopped = []
+        info = self.supervisor.info()
+        if info:
+            order = sorted(self.processes(), key=lambda p: -p.stage)
+            for p in order:
+                if info.get(p.name, {}).get("statename") == "RUNNING":
+                    self.say(f"stopping {p.name}")
+                    self.supervisor.stop(p.name)
+                    stopped.append(p.name)
+            self.say("stopping supervisord")
+            self.supervisor.shutdown()
+        if purge and self.root.exists():
+            self.say(f"removing {self.root}")
+            shutil.rmtree(self.root)
+        return stopped
+
+
+def _write_if_changed(path: Path, content: str) -> bool:
+    if path.exists() and path.read_text() == content:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(content)
+    return True
+
+
+def status_json(rows: list[ServiceStatus]) -> str:
+    return json.dumps([asdict(r) for r in rows], indent=2)
+
+
+__all__ = ["LocalTarget", "LocalTargetError", "TargetError", "ServiceStatus", "UpResult", "Unavailable", "status_json"]

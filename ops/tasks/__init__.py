@@ -1,0 +1,9 @@
+"""The ``fab`` task tree. ``fab --list`` prints it; ``fab --help TASK`` explains a task."""
+
+from invoke import Collection
+
+from ops.tasks import app, stack
+
+ns = Collection()
+for t in (stack.up, stack.down, stack.status, app.demo):
+    ns.add_task(t)

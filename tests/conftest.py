@@ -1,0 +1,3 @@
+"""Shared test configuration. Fixtures live in named modules (tests/fix_*.py)."""
+
+pytest_plugins = ["tests.fix_stack"]
