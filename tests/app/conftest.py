@@ -154,10 +154,43 @@ def spawn(service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory)
         p.stop()
 
 
+class Workers:
+    """The worker processes of the session. Jobs are global, so a test that needs to know which
+    worker takes a job stops the others first; :meth:`ensure` brings one back afterwards."""
+
+    def __init__(self, spawn) -> None:  # type: ignore[no-untyped-def]
+        self._spawn = spawn
+        self.procs: dict[str, Proc] = {}
+        self._n = 0
+
+    def start(self, env: dict[str, str] | None = None) -> tuple[str, Proc]:
+        self._n += 1
+        name = f"w{self._n}"
+        self.procs[name] = self._spawn("worker", "--name", name, env=env)
+        return name, self.procs[name]
+
+    def alive(self) -> dict[str, Proc]:
+        return {n: p for n, p in self.procs.items() if p.popen.poll() is None}
+
+    def ensure(self) -> None:
+        if not self.alive():
+            self.start()
+
+    def stop_all(self) -> None:
+        for proc in self.alive().values():
+            proc.stop()
+
+
 @pytest.fixture(scope="session")
-def worker(spawn) -> Proc:  # type: ignore[no-untyped-def]
-    """One long-running worker process shared by the tests that run reconciliations."""
-    return spawn("worker", "--name", "session-worker")
+def workers(spawn) -> Workers:  # type: ignore[no-untyped-def]
+    return Workers(spawn)
+
+
+@pytest.fixture()
+def worker(workers: Workers) -> Workers:
+    """At least one default worker is running."""
+    workers.ensure()
+    return workers
 
 
 @pytest.fixture(scope="session")
