@@ -258,6 +258,21 @@ class ReleaseSpec(_Section):
     analysis_window_s: int = Field(30, ge=5, le=3600)
 
 
+class SshSpec(_Section):
+    """How ops tasks reach the stack's hosts over SSH (Fabric). Unset: run commands locally."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(22, ge=1, le=65535)
+    login: str = Field("root", description="SSH user; commands run as the service user via runuser")
+    key_filename: str | None = None
+    connect_timeout_s: int = Field(10, ge=1, le=300)
+
+
+class OpsSpec(_Section):
+    ssh: SshSpec | None = None
+    run_log: Path | None = Field(None, description="JSON-lines run log; default <state>/runlog.jsonl")
+
+
 class StackSpec(BaseSettings):
     """The whole stack. Defaults are the local stack's."""
 
@@ -281,6 +296,7 @@ class StackSpec(BaseSettings):
     jaeger: JaegerSpec = JaegerSpec()
     backup: BackupSpec = BackupSpec()
     release: ReleaseSpec = ReleaseSpec()
+    ops: OpsSpec = OpsSpec()
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings,

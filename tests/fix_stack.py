@@ -51,3 +51,27 @@ def secrets(running_stack):
 def host(running_stack):
     import testinfra
     return testinfra.get_host("local://")
+
+
+PORT_KEYS = ["POSTGRES__PORT", "REDIS__PORT", "REDIS__SENTINEL__PORT", "BACKEND__PORT", "NGINX__HTTP_PORT",
+             "NGINX__HTTPS_PORT", "PROMETHEUS__PORT", "ALERTMANAGER__PORT", "EXPORTERS__POSTGRES_PORT",
+             "EXPORTERS__REDIS_PORT", "EXPORTERS__NODE_PORT"]
+
+
+def isolated_stack_env(state_dir, offset: int) -> dict[str, str]:
+    """Environment for a second, throwaway local stack: its own state dir, every port shifted
+    by ``offset`` (e.g. 1000 or 2000) so it never touches the main stack `make test` started.
+    Use it with ``fab up``/``fab down --purge --yes`` in tests that destroy things."""
+    from infra.spec import StackSpec
+    base = StackSpec()
+    values = {
+        "POSTGRES__PORT": base.postgres.port, "REDIS__PORT": base.redis.port,
+        "REDIS__SENTINEL__PORT": base.redis.sentinel.port, "BACKEND__PORT": base.backend.port,
+        "NGINX__HTTP_PORT": base.nginx.http_port, "NGINX__HTTPS_PORT": base.nginx.https_port,
+        "PROMETHEUS__PORT": base.prometheus.port, "ALERTMANAGER__PORT": base.alertmanager.port,
+        "EXPORTERS__POSTGRES_PORT": base.exporters.postgres_port,
+        "EXPORTERS__REDIS_PORT": base.exporters.redis_port, "EXPORTERS__NODE_PORT": base.exporters.node_port,
+    }
+    env = {f"RECON_{k}": str(v + offset) for k, v in values.items()}
+    env["RECON_STATE_DIR"] = str(state_dir)
+    return env
