@@ -9,6 +9,7 @@ nothing is skipped silently.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import shutil
@@ -144,26 +145,32 @@ class Rendered:
         return self.files[rel].content
 
 
+def render_local_into(state: Path, tls_pair: tuple[Path, Path],
+                      overrides: dict[str, Any] | None = None, **ctx_kw: Any) -> Rendered:
+    """The local layout's configs for a spec with ``overrides`` and its state in ``state``.
+
+    ``state`` gets the run/, log/ and data/<proc> directories the local target creates before
+    starting anything.
+    """
+    spec = load_spec(overrides={**(overrides or {}), "state_dir": str(state)})
+    layout = LocalLayout(spec)
+    ctx_kw.setdefault("tls_cert", str(tls_pair[0]))
+    ctx_kw.setdefault("tls_key", str(tls_pair[1]))
+    for d in ("run", "log"):
+        (state / d).mkdir(parents=True, exist_ok=True)
+    for proc in spec.local_ports():
+        Path(layout.data(proc)).mkdir(parents=True, exist_ok=True)
+    return Rendered(spec, layout, RenderContext(**ctx_kw), state / "conf")
+
+
 @pytest.fixture
 def render_local(tmp_path: Path, tls_pair: tuple[Path, Path]) -> Callable[..., Rendered]:
-    """``render_local(overrides=None, state_dir=None, **ctx)``: the local layout's configs.
-
-    The state directory (default ``tmp_path/state``) gets the run/, log/ and data/<proc>
-    directories the local target creates before starting anything.
-    """
+    """``render_local(overrides=None, state_dir=None, **ctx)``: the local layout's configs,
+    state under ``tmp_path/state`` unless ``state_dir`` is given."""
 
     def _render(overrides: dict[str, Any] | None = None, state_dir: Path | None = None,
                 **ctx_kw: Any) -> Rendered:
-        state = state_dir or tmp_path / "state"
-        spec = load_spec(overrides={**(overrides or {}), "state_dir": str(state)})
-        layout = LocalLayout(spec)
-        ctx_kw.setdefault("tls_cert", str(tls_pair[0]))
-        ctx_kw.setdefault("tls_key", str(tls_pair[1]))
-        for d in ("run", "log"):
-            (state / d).mkdir(parents=True, exist_ok=True)
-        for proc in spec.local_ports():
-            Path(layout.data(proc)).mkdir(parents=True, exist_ok=True)
-        return Rendered(spec, layout, RenderContext(**ctx_kw), state / "conf")
+        return render_local_into(state_dir or tmp_path / "state", tls_pair, overrides, **ctx_kw)
 
     return _render
 
@@ -182,9 +189,9 @@ def render_stack(tmp_path: Path) -> Callable[..., Rendered]:
     return _render
 
 
-@pytest.fixture
-def service_dir() -> Iterator[Path]:
-    """A state directory a service user can reach, for servers that refuse root.
+@contextlib.contextmanager
+def reachable_dir() -> Iterator[Path]:
+    """A scratch directory a service user can reach, for servers that refuse root.
 
     pytest's tmp_path sits under a 0700 directory of the current user; PostgreSQL started as
     the ``postgres`` user (when the tests run as root) could not traverse it.
@@ -195,6 +202,12 @@ def service_dir() -> Iterator[Path]:
         yield d
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def service_dir() -> Iterator[Path]:
+    with reachable_dir() as d:
+        yield d
 
 
 def service_user() -> dict[str, Any]:
@@ -277,3 +290,19 @@ def free_ports() -> Callable[[int], int]:
 @pytest.fixture(scope="session")
 def poll() -> Callable[..., Any]:
     return wait_for
+
+
+@pytest.fixture(scope="session")
+def service_user_kw() -> dict[str, Any]:
+    return service_user()
+
+
+@pytest.fixture(scope="session")
+def chown_to_service_user() -> Callable[[Path], None]:
+    return chown_service_user
+
+
+@pytest.fixture(scope="session")
+def pg_helpers() -> tuple:
+    """(render_local_into, reachable_dir, Processes) for module-scoped server fixtures."""
+    return render_local_into, reachable_dir, Processes
