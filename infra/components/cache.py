@@ -1,0 +1,96 @@
+"""Redis: a primary, ``redis.replicas`` replicas, and a group of Sentinels watching them.
+
+Redis holds what can be rebuilt (cache, progress, rate limits); jobs live in PostgreSQL.
+
+Traps handled here:
+
+* After a failover the process called ``redis-primary`` is a replica. On start, every Redis
+  asks the Sentinels who the master is and follows it (``--replicaof``) instead of trusting
+  its rendered role, so a restarted old primary never comes back as a second master.
+* Passwords never enter a rendered file: Redis reads them from an include written at start
+  into /tmp (mode 0600); each Sentinel appends ``sentinel auth-pass`` to its own copy of its
+  config, which it owns from then on (Sentinel rewrites its config file).
+"""
+
+from __future__ import annotations
+
+from infra.components.base import Concern
+from infra.components.images import IMAGES, UIDS
+from infra.components.model import Edge, Port, Probe, Workload
+from infra.components.sizing import SENTINEL_STORAGE_GIB, resources_for
+
+REDIS = """set -eu
+umask 077
+printf 'requirepass "%s"\\nmasterauth "%s"\\n' "$REDIS_PASSWORD" "$REDIS_PASSWORD" > /tmp/auth.conf
+follow=""
+for s in $RECON_SENTINELS; do
+  reply=$(timeout 3 redis-cli -h "${s%:*}" -p "${s##*:}" SENTINEL get-master-addr-by-name \\
+          "$RECON_MASTER_NAME" 2>/dev/null | tr '\\n' ' ') || reply=""
+  set -- $reply
+  if [ "$#" -eq 2 ]; then
+    if [ "$1" = "$RECON_MEMBER_HOST" ]; then follow="no one"; else follow="$1 $2"; fi
+    break
+  fi
+done
+if [ -n "$follow" ]; then
+  exec redis-server "/etc/recon/redis/$RECON_MEMBER.conf" --include /tmp/auth.conf --replicaof $follow
+fi
+exec redis-server "/etc/recon/redis/$RECON_MEMBER.conf" --include /tmp/auth.conf
+"""
+
+SENTINEL = """set -eu
+umask 077
+conf=/data/sentinel.conf
+[ -s "$conf" ] || cp "/etc/recon/redis/$RECON_MEMBER.conf" "$conf"
+grep -v '^sentinel auth-pass ' "$conf" > "$conf.new" || true
+printf 'sentinel auth-pass %s "%s"\\n' "$RECON_MASTER_NAME" "$REDIS_PASSWORD" >> "$conf.new"
+mv "$conf.new" "$conf"
+exec redis-server "$conf" --sentinel
+"""
+
+
+class Cache(Concern):
+    TYPE = "recon:components:Cache"
+
+    def sentinel_addresses(self) -> str:
+        return ",".join(str(self.layout.endpoint(s)) for s in self.layout.sentinels())
+
+    def describe(self) -> list[Workload]:
+        r = self.spec.redis
+        lay = self.layout
+        sentinels = " ".join(str(lay.endpoint(s)) for s in lay.sentinels())
+        ping = Probe(command=("sh", "-c", f'REDISCLI_AUTH="$REDIS_PASSWORD" redis-cli -p {r.port} ping | grep -q PONG'))
+        env = {"RECON_SENTINELS": sentinels, "RECON_MASTER_NAME": r.sentinel.master_name}
+        common = dict(
+            component="cache", role="redis", image=IMAGES["redis"], kind="stateful", tier=("data",),
+            user=UIDS["redis"], storage_gib=r.storage_gib, data_path=lay.data("redis-primary"),
+            resources=resources_for(self.spec, "redis"), ports=[Port("redis", r.port)],
+            liveness=ping, readiness=ping, script=REDIS, env=env,
+            secret_env={"REDIS_PASSWORD": "redis_password"}, http_client=None,
+            peers=[Edge("backend", r.port), Edge("worker", r.port), Edge("redis", r.port),
+                   Edge("sentinel", r.port), Edge("redis-exporter", r.port)],
+        )
+        out = [Workload(name="redis-primary", members=["redis-primary"],
+                        member_files={"redis-primary": [self.conf("redis/redis-primary.conf")]}, **common)]
+        if r.replicas:
+            out.append(Workload(name="redis-replica", members=lay.redis_replicas(),
+                                member_files={m: [self.conf(f"redis/{m}.conf")] for m in lay.redis_replicas()},
+                                **common))
+        if lay.sentinels():
+            s = r.sentinel
+            sping = Probe(command=("sh", "-c", f"redis-cli -p {s.port} ping | grep -q PONG"))
+            out.append(Workload(
+                name="sentinel", component="cache", role="sentinel", image=IMAGES["redis"],
+                members=lay.sentinels(), kind="stateful", tier=("data",), user=UIDS["redis"],
+                storage_gib=SENTINEL_STORAGE_GIB, data_path=lay.data("sentinel-1"),
+                resources=resources_for(self.spec, "sentinel"), ports=[Port("sentinel", s.port)],
+                liveness=sping, readiness=sping, script=SENTINEL, env=env,
+                secret_env={"REDIS_PASSWORD": "redis_password"}, http_client=None,
+                member_files={m: [self.conf(f"redis/{m}.conf")] for m in lay.sentinels()},
+                peers=[Edge("backend", s.port), Edge("worker", s.port), Edge("redis", s.port),
+                       Edge("sentinel", s.port)]))
+        return out
+
+    def outputs(self):
+        return {**super().outputs(), "sentinels": self.sentinel_addresses(),
+                "master_name": self.spec.redis.sentinel.master_name}

@@ -1,0 +1,51 @@
+"""The edge: Nginx with the rendered config (Docker), or Ingress objects (Kubernetes).
+
+On Docker, Nginx runs ``nginx/nginx.conf`` exactly as the local target does: TLS, rate
+limits, security headers, both slots' upstreams and the canary ``split_clients``.
+
+On Kubernetes, the cluster's ingress-nginx controller is the edge and the split is done the
+way Argo Rollouts does it with Nginx: a stable Ingress to the active Service and a canary
+Ingress (``canary-weight``) to the preview Service. The rendered nginx.conf encodes the
+active slot, so running it in the cluster would make a switch change a ConfigMap too;
+instead the platform maps the same spec keys (body size, rate limits, TLS) to Ingress
+annotations.
+"""
+
+from __future__ import annotations
+
+import pulumi
+
+from infra.components.base import Concern
+from infra.components.images import IMAGES, UIDS
+from infra.components.model import Edge, Port, Probe, Workload
+from infra.components.sizing import resources_for
+
+
+class Proxy(Concern):
+    TYPE = "recon:components:Proxy"
+
+    def describe(self) -> list[Workload]:
+        return []
+
+    def nginx(self) -> Workload:
+        n = self.spec.nginx
+        ports = [Port("http", n.http_port, published=True)]
+        secret_files = {}
+        if n.tls:
+            ports.append(Port("https", n.https_port, published=True))
+            secret_files = {"/etc/recon/tls/server.crt": "tls_cert", "/etc/recon/tls/server.key": "tls_key"}
+        probe = Probe(path="/health", port=n.http_port, initial_delay_s=2, period_s=10)
+        return Workload(
+            name="nginx", component="proxy", role="nginx", image=IMAGES["nginx"], members=["nginx"],
+            kind="stateless", tier=("front", "back"), command=["nginx", "-g", "daemon off;", "-c",
+                                                               self.layout.conf("nginx/nginx.conf")],
+            files=[self.conf("nginx/nginx.conf")], secret_files=secret_files, ports=ports,
+            liveness=probe, readiness=probe, resources=resources_for(self.spec, "nginx"),
+            user=UIDS["nginx"], http_client="curl", peers=[Edge("ingress", n.http_port)])
+
+    def extra(self) -> list[pulumi.Resource]:
+        self.edge_workload = self.nginx()
+        return self.platform.edge(self.edge_workload, parent=self)
+
+    def outputs(self):
+        return {"endpoints": self.platform.endpoints()}

@@ -1,0 +1,115 @@
+"""Stack secrets: read from Pulumi config secrets, generated when absent, never plaintext.
+
+    pulumi config set --secret recon:postgres_password '...'
+
+| config key (recon:)      | used for                                   | when absent            |
+|--------------------------|--------------------------------------------|------------------------|
+| postgres_password        | the application's database user           | generated (RandomPassword) |
+| replication_password     | streaming replication user                 | generated              |
+| redis_password           | Redis and Sentinel AUTH                    | generated              |
+| grafana_admin_password   | Grafana's admin user                       | generated              |
+| backup_cipher_pass       | backup repository encryption               | generated              |
+| tls_cert / tls_key       | Nginx TLS on the Docker target (PEM)       | self-signed (pulumi_tls), staging only |
+
+Precedence: the config secret, then the spec's own SecretStr (``RECON_POSTGRES__PASSWORD``
+in the environment), then a generated value. A generated value lives in the stack state,
+encrypted with the stack's secrets provider, and is stable across ``pulumi up`` runs.
+
+Trap: flat keys, not ``--path recon:postgres.password``. ``load_spec`` skips top-level secure
+keys, so the spec and the secrets never collide; a nested secure key would turn the whole
+``recon:postgres`` object into a secret and hide its numbers from ``load_spec``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+from urllib.parse import quote
+
+import pulumi
+
+from infra.spec import StackSpec
+
+GENERATED_LENGTH = 32
+
+SECRET_KEYS: tuple[str, ...] = (
+    "postgres_password",
+    "replication_password",
+    "redis_password",
+    "grafana_admin_password",
+    "backup_cipher_pass",
+)
+
+
+def _from_spec(spec: StackSpec) -> dict[str, object]:
+    return {
+        "postgres_password": spec.postgres.password,
+        "replication_password": spec.postgres.replication_password,
+        "redis_password": spec.redis.password,
+        "grafana_admin_password": spec.grafana.admin_password,
+        "backup_cipher_pass": spec.backup.cipher_pass,
+    }
+
+
+@dataclass
+class StackSecrets:
+    """Every secret of the stack as a secret ``pulumi.Output[str]``, by name.
+
+    ``values`` holds the base secrets and the ones derived from them (DSNs, pgpass), so a
+    Workload refers to any of them by name and the platform puts them in a Kubernetes
+    Secret or a Docker container's environment, marked secret.
+    """
+
+    values: dict[str, pulumi.Output[str]] = field(default_factory=dict)
+    generated: list[str] = field(default_factory=list)
+
+    def __getitem__(self, name: str) -> pulumi.Output[str]:
+        try:
+            return self.values[name]
+        except KeyError:
+            raise KeyError(f"unknown stack secret {name!r}; known: {sorted(self.values)}") from None
+
+    @classmethod
+    def resolve(cls, spec: StackSpec, lookup: Callable[[str], pulumi.Output[str] | None],
+                parent: pulumi.Resource | None = None) -> "StackSecrets":
+        """Secrets from ``lookup`` (e.g. ``pulumi.Config("recon").get_secret``), else generated."""
+        import pulumi_random as random
+
+        out = cls()
+        spec_values = _from_spec(spec)
+        for key in SECRET_KEYS:
+            value = lookup(key)
+            if value is None and spec_values[key] is not None:
+                value = pulumi.Output.secret(spec_values[key].get_secret_value())  # type: ignore[union-attr]
+            if value is None:
+                gen = random.RandomPassword(
+                    key.replace("_", "-"), length=GENERATED_LENGTH, special=False,
+                    opts=pulumi.ResourceOptions(parent=parent))
+                value = gen.result
+                out.generated.append(key)
+            out.values[key] = pulumi.Output.secret(value)
+        for key in ("tls_cert", "tls_key"):
+            value = lookup(key)
+            if value is not None:
+                out.values[key] = pulumi.Output.secret(value)
+        return out
+
+    def derive(self, spec: StackSpec, primary_host: str, replica_hosts: list[str]) -> None:
+        """Add the secrets built from others: DSNs, the replication pgpass file."""
+        pg = spec.postgres
+        user, db = pg.user, pg.database
+
+        def dsn(host: str) -> pulumi.Output[str]:
+            return pulumi.Output.secret(self["postgres_password"].apply(
+                lambda pw: f"postgresql://{user}:{quote(pw, safe='')}@{host}:{pg.port}/{db}"))
+
+        self.values["database_url"] = dsn(primary_host)
+        self.values["database_replica_url"] = dsn(replica_hosts[0]) if replica_hosts else dsn(primary_host)
+        self.values["exporter_dsn"] = pulumi.Output.secret(self["postgres_password"].apply(
+            lambda pw: f"postgresql://{user}:{quote(pw, safe='')}@{primary_host}:{pg.port}/{db}?sslmode=disable"))
+        self.values["pgpass"] = pulumi.Output.secret(self["replication_password"].apply(
+            lambda pw: f"*:*:*:{pg.replication_user}:{_pgpass_escape(pw)}\n"))
+
+
+def _pgpass_escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace(":", "\\:")

@@ -1,0 +1,1 @@
+"""Staging target: the stack on one Docker host (pulumi-docker)."""

@@ -1,0 +1,236 @@
+"""Staging on one Docker host: a container per process, three networks, named volumes.
+
+    DockerPlatform
+    ├── DockerHost: networks front (bridge), back and data (internal: no route out),
+    │               the app image (built from ./Dockerfile, or pulled), TLS for Nginx
+    ├── deploy(workload) -> per member: Container (+ data Volume, + conf Volume)
+    │   ├── job      -> runs once on create (migrations)
+    │   └── cronjob  -> created, not started: ops/ runs it with ``docker start -a``
+    ├── traffic()   -> nothing: Nginx's rendered config is the switch on this target
+    └── edge(nginx) -> the Nginx container, the only one publishing a port to the world
+
+Containers are named ``recon-<stack>-<process>`` and answer on their networks to the
+layout's process name (``postgres-primary``, ``sentinel-2``, ...), so the rendered configs
+need no Docker-specific address.
+
+Traps:
+
+* Docker refuses to copy files into a container whose root filesystem is read-only unless
+  the destination is on a volume. Rendered configs are therefore uploaded into a small
+  per-container volume mounted at /etc/recon, and the root filesystem stays read-only.
+* An upload's content is part of the container's definition: a changed config replaces
+  the container. ``fab switch`` reloads Nginx in place; ``pulumi up`` after a switch
+  replaces the Nginx container (a second or two without the edge on staging).
+* Plain Docker has no secret store. Secrets reach containers through their environment
+  and 0600 files, held as Pulumi secrets (encrypted in the state); anyone with access to
+  the Docker socket can read them, as with any Docker deployment.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+import pulumi_docker as docker
+
+from infra.components.model import Probe, Workload
+from infra.components.platform import Platform
+from infra.layout import ContainerLayout
+from infra.render import RenderContext
+from infra.spec import REPO_ROOT, StackSpec
+
+CONF_ROOT = "/etc/recon"
+DOCKERFILE = REPO_ROOT / "Dockerfile"
+TIERS = ("front", "back", "data")
+LOG_OPTS = {"max-size": "10m", "max-file": "5"}
+
+
+def is_local_image(ref: str) -> bool:
+    """True for an image name without a registry host (``recon-app:0.1.0``): built here."""
+    first = ref.split("/", 1)[0]
+    return "/" not in ref or not ("." in first or ":" in first or first == "localhost")
+
+
+def healthcheck(p: Probe | None, client: str | None) -> docker.ContainerHealthcheckArgs | None:
+    if p is None:
+        return None
+    if p.command:
+        test = ["CMD", *p.command]
+    elif client == "curl":
+        test = ["CMD", "curl", "-fsS", "-o", "/dev/null", f"http://127.0.0.1:{p.port}{p.path}"]
+    elif client == "wget":
+        test = ["CMD", "wget", "-q", "-O", "/dev/null", f"http://127.0.0.1:{p.port}{p.path}"]
+    elif client == "python":
+        test = ["CMD", "python", "-c",
+                f"import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:{p.port}{p.path}', "
+                "timeout=3); sys.exit(0)"]
+    else:
+        return None
+    return docker.ContainerHealthcheckArgs(
+        tests=test, interval=f"{p.period_s}s", timeout=f"{p.timeout_s}s", retries=p.failure_threshold,
+        start_period=f"{p.initial_delay_s}s")
+
+
+class DockerHost(pulumi.ComponentResource):
+    """Networks per tier, and TLS material for Nginx when the stack has none configured."""
+
+    def __init__(self, name: str, spec: StackSpec, need_tls: bool, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("recon:docker:Host", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        self.networks = {
+            tier: docker.Network(f"{tier}", name=f"recon-{spec.name}-{tier}", driver="bridge",
+                                 internal=tier != "front", attachable=False,
+                                 labels=[docker.NetworkLabelArgs(label="recon.stack", value=spec.name)], opts=child)
+            for tier in TIERS}
+        self.tls: dict[str, pulumi.Output[str]] = {}
+        if need_tls:
+            import pulumi_tls as tls
+
+            key = tls.PrivateKey("nginx-tls", algorithm="ECDSA", ecdsa_curve="P256", opts=child)
+            cert = tls.SelfSignedCert(
+                "nginx-tls", private_key_pem=key.private_key_pem, validity_period_hours=24 * 365,
+                early_renewal_hours=24 * 30, dns_names=[spec.nginx.server_name],
+                subject=tls.SelfSignedCertSubjectArgs(common_name=spec.nginx.server_name, organization="recon staging"),
+                allowed_uses=["key_encipherment", "digital_signature", "server_auth"], opts=child)
+            self.tls = {"tls_cert": pulumi.Output.secret(cert.cert_pem),
+                        "tls_key": pulumi.Output.secret(key.private_key_pem)}
+        self.register_outputs({"networks": {t: n.name for t, n in self.networks.items()}})
+
+
+class DockerPlatform(Platform):
+    target = "docker"
+    supports_schedules = False
+
+    @staticmethod
+    def make_layout(spec: StackSpec) -> ContainerLayout:
+        return ContainerLayout(spec, "docker")
+
+    @staticmethod
+    def render_context(spec: StackSpec) -> RenderContext:
+        return RenderContext()
+
+    def setup(self, parent: pulumi.Resource | None = None) -> list[pulumi.Resource]:
+        need_tls = self.spec.nginx.tls and "tls_cert" not in self.secrets.values
+        self.host = DockerHost(f"{self.spec.name}-host", self.spec, need_tls, opts=pulumi.ResourceOptions(parent=parent))
+        self.secrets.values.update(self.host.tls)
+        self.images: dict[str, pulumi.Resource] = {}
+        self.containers: dict[str, list[docker.Container]] = {}
+        self.container_names: dict[str, str] = {}
+        return [self.host]
+
+    def cname(self, member: str) -> str:
+        return f"recon-{self.spec.name}-{member}"
+
+    # -- images -------------------------------------------------------------------------
+    def app_image(self, slot: str, parent: pulumi.Resource) -> pulumi.Input[str]:
+        """Build a local image name from ./Dockerfile (once per name); pull a registry one.
+
+        Trap: the build context is this working tree. Deploying a new version to the idle
+        slot means giving that slot a new image name; an unchanged name is not rebuilt.
+        """
+        ref = self.spec.backend.slots[slot].image
+        if ref not in self.images:
+            name = f"app-{len(self.images) + 1}"
+            opts = pulumi.ResourceOptions(parent=self.host)
+            if is_local_image(ref):
+                self.images[ref] = docker.Image(name, image_name=ref, skip_push=True, build=docker.DockerBuildArgs(
+                    context=str(REPO_ROOT), dockerfile=str(DOCKERFILE), platform="linux/amd64",
+                    args={"RECON_VERSION": self.spec.backend.slots[slot].version}), opts=opts)
+            else:
+                self.images[ref] = docker.RemoteImage(name, name=ref, keep_locally=True, opts=opts)
+        image = self.images[ref]
+        return image.image_name if isinstance(image, docker.Image) else image.image_id
+
+    # -- workloads ------------------------------------------------------------------------
+    def deploy(self, w: Workload, parent: pulumi.Resource) -> list[pulumi.Resource]:
+        self.workloads.append(w)
+        out: list[pulumi.Resource] = []
+        after = [c for name in w.after for c in self.containers.get(name, [])]
+        members = w.members or [w.name]
+        containers = []
+        for member in members:
+            opts = pulumi.ResourceOptions(parent=parent, depends_on=[self.host, *after])
+            mounts: list[docker.ContainerMountArgs] = []
+            if w.storage_gib and w.data_path:
+                vol = docker.Volume(f"{member}-data", name=f"{self.cname(member)}-data",
+                                    labels=[docker.VolumeLabelArgs(label="recon.stack", value=self.spec.name)],
+                                    opts=pulumi.ResourceOptions(parent=parent, retain_on_delete=True))
+                out.append(vol)
+                mounts.append(docker.ContainerMountArgs(target=w.data_path, type="volume", source=vol.name))
+            files = [*w.files, *w.member_files.get(member, [])]
+            uploads = [docker.ContainerUploadArgs(file=f.path, content=f.content, permissions=f"{f.mode:04o}",
+                                                  owner=str(w.user), group=str(w.user)) for f in files]
+            uploads += [docker.ContainerUploadArgs(file=path, content=self.secrets[key], permissions="0600",
+                                                   owner=str(w.user), group=str(w.user))
+                        for path, key in sorted(w.secret_files.items())]
+            if uploads:
+                for f in [*files, *w.secret_files]:
+                    path = f if isinstance(f, str) else f.path
+                    if not path.startswith(CONF_ROOT + "/"):
+                        raise ValueError(f"{w.name}: file {path!r} is outside {CONF_ROOT}")
+                conf = docker.Volume(f"{member}-conf", name=f"{self.cname(member)}-conf",
+                                     labels=[docker.VolumeLabelArgs(label="recon.stack", value=self.spec.name)],
+                                     opts=pulumi.ResourceOptions(parent=parent))
+                out.append(conf)
+                mounts.append(docker.ContainerMountArgs(target=CONF_ROOT, type="volume", source=conf.name))
+            for host_path, target in sorted(w.host_paths.items()):
+                mounts.append(docker.ContainerMountArgs(target=target, type="bind", source=host_path, read_only=True,
+                                                        bind_options=docker.ContainerMountBindOptionsArgs(
+                                                            propagation="rslave")))
+            env: list[pulumi.Input[str]] = [f"{k}={v}" for k, v in sorted(w.env.items())]
+            if w.script:
+                env += [f"RECON_MEMBER={member}", f"RECON_MEMBER_HOST={self.layout.host_of(member)}"]
+            env += [pulumi.Output.concat(f"{k}=", self.secrets[v]) for k, v in sorted(w.secret_env.items())]
+            if w.script:
+                entrypoints, command = ["/bin/sh", "-c"], [w.script]
+            else:
+                entrypoints, command = w.command, w.args
+            aliases = [member] + ([w.name] if w.name != member else [])
+            networks = [docker.ContainerNetworksAdvancedArgs(name=self.host.networks[t].name, aliases=aliases)
+                        for t in w.tier]
+            r = w.resources
+            running = w.kind not in ("job", "cronjob")
+            container = docker.Container(
+                member, name=self.cname(member), hostname=member, image=w.image,
+                entrypoints=entrypoints, command=command, envs=env, user=f"{w.user}:{w.user}",
+                read_only=w.read_only_root,
+                tmpfs={p: "rw,nosuid,nodev,size=256m" for p in w.writable},
+                mounts=mounts, uploads=uploads or None, networks_advanced=networks,
+                ports=[docker.ContainerPortArgs(internal=p.number, external=p.number, ip=p.host_ip)
+                       for p in w.ports if p.published],
+                healthcheck=healthcheck(w.liveness, w.http_client) if running else None,
+                cpus=str(r.cpu_limit), memory=r.memory_limit_mib, memory_reservation=r.memory_request_mib,
+                memory_swap=r.memory_limit_mib,
+                capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"]),
+                security_opts=["no-new-privileges:true"], privileged=False,
+                restart="unless-stopped" if running else "no", must_run=running,
+                start=w.kind != "cronjob", wait=running and w.liveness is not None, wait_timeout=120,
+                log_driver="json-file", log_opts=LOG_OPTS,
+                labels=[docker.ContainerLabelArgs(label=k, value=v) for k, v in sorted({
+                    "recon.stack": self.spec.name, "recon.component": w.component, "recon.role": w.role,
+                    "recon.workload": w.name, **w.labels}.items())],
+                opts=opts)
+            self.container_names[member] = self.cname(member)
+            containers.append(container)
+        self.containers[w.name] = containers
+        return out + containers
+
+    def traffic(self, slots: dict[str, Workload], parent: pulumi.Resource) -> list[pulumi.Resource]:
+        return []
+
+    def edge(self, proxy: Workload, parent: pulumi.Resource) -> list[pulumi.Resource]:
+        backends = [name for name in self.containers if name.startswith("backend-")]
+        proxy.after = backends
+        return self.deploy(proxy, parent)
+
+    def endpoints(self) -> dict[str, Any]:
+        n = self.spec.nginx
+        public = (f"https://{n.server_name}:{n.https_port}/" if n.tls else f"http://{n.server_name}:{n.http_port}/")
+        return {"public": public, "health": f"http://{n.server_name}:{n.http_port}/health",
+                "prometheus": f"http://127.0.0.1:{self.spec.prometheus.port}",
+                "grafana": f"http://127.0.0.1:{self.spec.grafana.port}",
+                "jaeger": f"http://127.0.0.1:{self.spec.jaeger.ui_port}"}
+
+    def where(self, w: Workload, member: str) -> dict[str, Any]:
+        """How ops/ reaches one process: ``docker exec <container>`` on the staging host."""
+        return {"container": self.cname(member), "workload": w.name, "kind": w.kind}

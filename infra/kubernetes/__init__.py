@@ -1,0 +1,1 @@
+"""Production target: the stack in one Kubernetes namespace (pulumi-kubernetes)."""
