@@ -21,10 +21,12 @@ PAIRS_SCHEMA = pl.Schema(
         "score": pl.Float64,
         "amount_delta_minor": pl.Int64,
         "date_delta_days": pl.Int64,
-        "criteria": pl.List(pl.Utf8),
+        "criteria": pl.Utf8,
     }
 )
-"""One-to-one matches: one row per pair, sorted by left_id."""
+"""One-to-one matches: one row per pair, sorted by left_id. `criteria` is a comma-separated
+list of what held, e.g. ``reference,currency,amount_exact,date_within_window,unique_candidate``
+(a string, not a list column: a million list values cost seconds to build and sort)."""
 
 GROUPS_SCHEMA = pl.Schema(
     {
@@ -37,7 +39,7 @@ GROUPS_SCHEMA = pl.Schema(
         "many_ids": pl.List(pl.Int64),
         "amount_delta_minor": pl.Int64,
         "date_delta_days": pl.Int64,
-        "criteria": pl.List(pl.Utf8),
+        "criteria": pl.Utf8,
     }
 )
 """One-to-many / many-to-one matches: one row per group; `one_side` holds the single record.

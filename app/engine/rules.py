@@ -179,13 +179,18 @@ class FuzzyRule(_Rule):
 
     Similarity is rapidfuzz's `scorer` on the normalised text of `fields` (joined), in 0..1; a
     pair needs at least `min_similarity`. Its pairs are *suggested* by default: a person confirms.
+
+    The default scorer ``"balanced"`` is the mean of ``token_set_ratio`` and
+    ``token_sort_ratio``. The trap it avoids: ``token_set_ratio`` alone scores 100 whenever one
+    text's words are a subset of the other's, so a bare counterparty name ("ACME GMBH") would
+    equal every ACME invoice line.
     """
 
     kind: Literal["fuzzy"] = "fuzzy"
     status: Literal["confirmed", "suggested"] = "suggested"
     date_window_days: int = Field(7, ge=0, le=366)
     fields: tuple[Literal["reference", "counterparty", "description"], ...] = ("counterparty", "description")
-    scorer: Literal["token_set_ratio", "token_sort_ratio", "ratio", "partial_ratio", "WRatio"] = "token_set_ratio"
+    scorer: Literal["balanced", "token_set_ratio", "token_sort_ratio", "ratio", "partial_ratio", "WRatio"] = "balanced"
     min_similarity: float = Field(0.8, ge=0.0, le=1.0)
     max_candidates: int = Field(50, ge=1, le=10_000)
 
