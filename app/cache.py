@@ -18,6 +18,8 @@ import time
 from typing import Any
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from redis.sentinel import Sentinel
 
 from app.settings import Settings
@@ -37,22 +39,27 @@ class Cache:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         timeout = settings.redis_socket_timeout
+        # redis-py >= 6 retries 3 times with exponential backoff by default: seconds of stall per
+        # call while Redis is down. We retry once ourselves (see _run) and otherwise fail fast.
+        no_retry = {"retry": Retry(NoBackoff(), 0), "retry_on_error": []}
         password = settings.redis_password.get_secret_value() if settings.redis_password else None
         self._sentinel: Sentinel | None = None
         if settings.sentinel_addresses:
-            sentinel_kwargs: dict[str, Any] = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+            sentinel_kwargs: dict[str, Any] = {"socket_timeout": timeout, "socket_connect_timeout": timeout,
+                                               **no_retry}
             if settings.redis_sentinel_password:
                 sentinel_kwargs["password"] = settings.redis_sentinel_password.get_secret_value()
             self._sentinel = Sentinel(settings.sentinel_addresses, sentinel_kwargs=sentinel_kwargs,
-                                      socket_timeout=timeout, socket_connect_timeout=timeout, password=password)
+                                      socket_timeout=timeout, socket_connect_timeout=timeout, password=password,
+                                      **no_retry)
             self.client: redis.Redis | None = self._sentinel.master_for(
                 settings.redis_master_name, socket_timeout=timeout, socket_connect_timeout=timeout,
-                password=password, retry_on_timeout=False,
+                password=password, retry_on_timeout=False, **no_retry,
             )
             self.where = f"sentinel master {settings.redis_master_name!r} via {settings.redis_sentinels}"
         elif settings.redis_url is not None:
             self.client = redis.Redis.from_url(settings.redis_url.get_secret_value(), socket_timeout=timeout,
-                                               socket_connect_timeout=timeout)
+                                               socket_connect_timeout=timeout, **no_retry)
             self.where = "RECON_REDIS_URL"
         else:
             self.client = None

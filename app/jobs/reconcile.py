@@ -65,10 +65,13 @@ def _copy_frame(conn: psycopg.Connection, table: str, frame: pl.DataFrame) -> No
 
 
 def _json_lists(series: pl.Series) -> pl.Series:
-    """List[str] -> JSON text, via the (few) distinct values: no per-row Python."""
-    joined = series.list.join("\x1f")
+    """Criteria (a list of names, or one comma-separated string) -> JSON array text.
+
+    Goes through the (few) distinct values, so there is no per-row Python.
+    """
+    joined = series.list.join(",") if isinstance(series.dtype, pl.List) else series.cast(pl.Utf8)
     uniques = joined.unique().to_list()
-    mapping = {u: json.dumps([] if u == "" else u.split("\x1f")) for u in uniques if u is not None}
+    mapping = {u: json.dumps([part.strip() for part in u.split(",") if part.strip()]) for u in uniques if u is not None}
     return joined.replace_strict(mapping, default=None, return_dtype=pl.Utf8)
 
 
