@@ -29,7 +29,7 @@ from typing import Any
 
 import psycopg
 
-from app import jobs, metrics
+from app import jobs, metrics, tracing
 from app.cache import Cache
 from app.db import Database
 from app.logging import request_id_var
@@ -125,6 +125,7 @@ class Worker:
         self.stopping = threading.Event()
         self.db = Database(settings, min_size=1, max_size=4, name="recon-worker").open(wait=False)
         self.cache = Cache(settings)
+        self.tracer = tracing.get_tracer(settings, "app.jobs")
         self._listen: psycopg.Connection | None = None
 
     def _connect_listener(self) -> psycopg.Connection:
@@ -179,7 +180,9 @@ class Worker:
             handler, on_failure = _resolve(job.kind)
             if job.attempts > job.max_attempts:
                 raise PermanentJobError(f"gave up after {job.max_attempts} attempts (workers kept dying)")
-            handler(ctx)
+            with self.tracer.start_as_current_span(f"job {job.kind}", attributes={
+                    "recon.job_id": job.id, "recon.attempt": job.attempts, "recon.reclaimed": job.reclaimed}):
+                handler(ctx)
             log.info("job succeeded", extra={"job_id": job.id})
         except jobs.LeaseLost as exc:
             log.error("job abandoned", extra={"job_id": job.id, "error": str(exc)})
