@@ -9,8 +9,8 @@ Two shapes of candidate search:
 * :func:`band_join`: no key; same currency, amount within a tolerance band and date within a
   window. The index side is sorted by ``amount * 2**K + day`` (K bits hold the day span), so one
   binary search finds, for one query record, the contiguous run of index records with exactly
-  amount ``a + k`` and day in ``[d - w, d + w]``. Small tolerances enumerate k (exact ranges);
-  large ones search the whole amount band and filter dates afterwards.
+  amount ``a + k`` and day in ``[d - w, d + w]``; small tolerances enumerate k. Wide bands
+  (relative tolerances) sort by ``day * 2**41 + amount`` instead and enumerate the days.
 
 The trap of band joins is a blow-up on common amounts (a thousand lines of 9.99 in a week): a
 query record whose candidate count passes the cap is reported as skipped rather than expanded.
@@ -27,9 +27,6 @@ from app.engine.rules import Tolerance
 _MAX_ENUMERATED_TOLERANCE = 16
 """Tolerances up to this many minor units are searched one exact amount at a time."""
 
-_PREFILTER_FACTOR = 50
-"""For wide bands the pre-date-filter count may exceed the cap by this factor before a query
-record is skipped (the date filter usually removes most of them)."""
 
 
 def normalise_text(expr: pl.Expr, mode: str) -> pl.Expr:
@@ -109,33 +106,31 @@ def key_join(
     """Inner join on `on` + currency; null keys never join. Returns id, id_r, currency and
     the `carry` columns of both sides (right ones suffixed ``_r``).
 
-    Joins on one 64-bit hash of the key columns over narrow frames (joining wide frames on
-    strings is several times slower), then drops hash collisions by comparing the real keys,
-    gathered by row position. Keys occurring more than `max_key_repeats` times on either side
+    Joins on a 64-bit hash of the key columns over narrow frames (joining wide frames on
+    strings is several times slower) and requires a second, independently seeded hash to agree,
+    so a false pair needs a 128-bit collision. Keys occurring more than `max_key_repeats` times on either side
     are dropped first, so a non-identifying key ("SALARY") cannot turn the join quadratic.
     """
     keys = [*on, "currency"]
-    hashed = pl.struct(keys).hash(seed=0x5EED).alias("_h")
+    hashes = [pl.struct(keys).hash(seed=0x5EED).alias("_h"), pl.struct(keys).hash(seed=0xC0FFEE).alias("_h2")]
 
     def narrow(frame: pl.DataFrame) -> pl.DataFrame:
-        frame = frame.drop_nulls(on).with_row_index("_pos").with_columns(hashed)
-        if max_key_repeats is not None:
-            crowded = frame.get_column("_h").is_duplicated()
-            if crowded.any():
-                counts = frame.filter(crowded).group_by("_h").len().filter(pl.col("len") > max_key_repeats)
+        frame = frame.drop_nulls(on).select("id", *carry, "currency", *hashes)
+        if max_key_repeats is not None and frame.get_column("_h").n_unique() < frame.height:
+            counts = frame.group_by("_h").len().filter(pl.col("len") > max_key_repeats)
+            if counts.height:
                 frame = frame.join(counts.select("_h"), on="_h", how="anti")
         return frame
 
     left, right = narrow(left), narrow(right)
-    joined = left.select("_pos", "_h", "id", "currency", *carry).join(
-        right.select("_pos", "_h", "id", *carry), on="_h", how="inner", suffix="_r"
+    # a second, independent 64-bit hash must agree too: a false match needs a 128-bit collision
+    return (
+        left.lazy()
+        .join(right.lazy().drop("currency"), on="_h", how="inner", suffix="_r")
+        .filter(pl.col("_h2") == pl.col("_h2_r"))
+        .drop("_h", "_h2", "_h2_r")
+        .collect()
     )
-    positions_l, positions_r = joined.get_column("_pos"), joined.get_column("_pos_r")
-    same = None
-    for key in keys:
-        equal = left.get_column(key).gather(positions_l) == right.get_column(key).gather(positions_r)
-        same = equal if same is None else same & equal
-    return joined.filter(same).drop("_h", "_pos", "_pos_r")
 
 
 @dataclass(frozen=True)
@@ -157,9 +152,9 @@ def band_join(
     """Pairs with equal currency, |amount delta| within the band and |day delta| <= `window`.
 
     `query` and `index` need columns id, amount, currency, d. `tolerances` is the frame from
-    :func:`tolerance_columns`. The result is a superset for relative tolerances (the band is
-    computed from the query amount, generously) and must be filtered with
-    :func:`allowed_delta` by the caller; for absolute tolerances and dates it is exact.
+    :func:`tolerance_columns`. Dates are exact; amounts are exact for absolute tolerances and
+    a slight superset for relative ones (the band is computed generously from the query
+    amount), so the caller filters with :func:`allowed_delta`.
     """
     pieces: list[pl.DataFrame] = []
     skipped: list[pl.Series] = []
@@ -179,19 +174,33 @@ def band_join(
     return BandResult(pl.concat(pieces), pl.concat(skipped))
 
 
+_AMOUNT_BITS = 41
+"""Day-major keys hold ``amount + 2**40`` in the low 41 bits: |amount| < 2**40 (about 1.1e12
+minor units, eleven billion euros) fits; larger records fall back to an exact-amount join."""
+
+
 def _band_one_currency(
     q: pl.DataFrame, ix: pl.DataFrame, tol: dict, window: int, max_candidates: int
 ) -> tuple[pl.DataFrame, pl.Series]:
+    """Band join within one currency by binary search over a composite sort key.
+
+    Two exact layouts; the one needing fewer searches wins:
+
+    * amount-major (``amount * 2**B + day``): one search per amount offset ``k`` in
+      ``[-band, band]``, each giving exactly the records with amount ``a + k`` and day within
+      the window. Cheap for small absolute tolerances.
+    * day-major (``day * 2**41 + amount``): one search per day offset in ``[-w, w]``, each
+      giving exactly the records of that day with amount in the band. Used for wide bands
+      (relative tolerances), where enumerating amounts would be hopeless.
+    """
     empty = pl.DataFrame(schema={"q_id": pl.Int64, "i_id": pl.Int64})
     day_min = min(q.get_column("d").min(), ix.get_column("d").min()) - window - 1  # type: ignore[operator]
     day_max = max(q.get_column("d").max(), ix.get_column("d").max()) + window + 1  # type: ignore[operator]
-    bits = int(day_max - day_min).bit_length()
-    shift = 1 << bits
-    limit = 1 << (61 - bits)  # |amount| + band below this keeps amount * 2**bits inside Int64
+    day_bits = int(day_max - day_min).bit_length()
 
     numerator, denominator, absolute = tol["tol_num"], tol["tol_den"], tol["tol_abs"]
     if numerator:
-        # band for the query side that covers allowed(l, r) computed on max(|l|, |r|)
+        # a band around the query amount wide enough for allowed(l, r) on max(|l|, |r|)
         band = pl.max_horizontal(
             pl.lit(absolute),
             floor_mul_div(pl.col("amount").abs(), pl.lit(numerator), pl.lit(denominator - numerator)) + 1,
@@ -200,11 +209,14 @@ def _band_one_currency(
         band = pl.lit(absolute, dtype=pl.Int64)
     q = q.with_columns(band=band.cast(pl.Int64), dd=(pl.col("d") - day_min).cast(pl.Int64))
     ix = ix.with_columns(dd=(pl.col("d") - day_min).cast(pl.Int64))
+    max_band = int(q.get_column("band").max() or 0)
+    amount_major = 2 * max_band + 1 <= 2 * window + 1 and max_band <= _MAX_ENUMERATED_TOLERANCE
 
     # records too large for the composite key are matched on exact amount by a plain join
-    big_q = q.filter(pl.col("amount").abs() + pl.col("band") >= limit)
+    limit = (1 << (61 - day_bits)) if amount_major else (1 << (_AMOUNT_BITS - 1))
+    too_big_q = pl.col("amount").abs() + pl.col("band") >= limit
+    big_q, q = q.filter(too_big_q), q.filter(~too_big_q)
     big_ix = ix.filter(pl.col("amount").abs() >= limit)
-    q = q.filter(pl.col("amount").abs() + pl.col("band") < limit)
     ix = ix.filter(pl.col("amount").abs() < limit)
     extra = (
         big_q.join(big_ix, on="amount", suffix="_i")
@@ -212,49 +224,42 @@ def _band_one_currency(
         .select(pl.col("id").alias("q_id"), pl.col("id_i").alias("i_id"))
     )
 
-    ix = ix.sort("amount", "dd", "id")
-    index_key = (ix.get_column("amount") * shift + ix.get_column("dd")).rename("key")
-    index_ids = ix.get_column("id")
-    max_band = q.get_column("band").max() if q.height else 0
-
     ranges: list[pl.DataFrame] = []
-    if max_band is not None and max_band <= _MAX_ENUMERATED_TOLERANCE:
-        for offset in range(-int(max_band), int(max_band) + 1):
+    if amount_major:
+        shift = 1 << day_bits
+        ix = ix.sort("amount", "dd", "id")
+        index_key = ix.get_column("amount") * shift + ix.get_column("dd")
+        for offset in range(-max_band, max_band + 1):
             part = q.filter(pl.col("band") >= abs(offset)) if offset else q
             if part.height == 0:
                 continue
-            centre = (part.get_column("amount") + offset) * shift
-            lo = index_key.search_sorted(centre + part.get_column("dd") - window, side="left")
-            hi = index_key.search_sorted(centre + part.get_column("dd") + window, side="right")
+            centre = (part.get_column("amount") + offset) * shift + part.get_column("dd")
+            lo = index_key.search_sorted(centre - window, side="left")
+            hi = index_key.search_sorted(centre + window, side="right")
             ranges.append(pl.DataFrame({"q_id": part.get_column("id"), "lo": lo, "hi": hi}))
-        exact_dates = True
-        cap = max_candidates
     else:
-        lo = index_key.search_sorted((q.get_column("amount") - q.get_column("band")) * shift, side="left")
-        hi = index_key.search_sorted(
-            (q.get_column("amount") + q.get_column("band")) * shift + (shift - 1), side="right"
-        )
-        ranges.append(pl.DataFrame({"q_id": q.get_column("id"), "lo": lo, "hi": hi}))
-        exact_dates = False
-        cap = max_candidates * _PREFILTER_FACTOR
+        shift = 1 << _AMOUNT_BITS
+        bias = 1 << (_AMOUNT_BITS - 1)
+        ix = ix.sort("dd", "amount", "id")
+        index_key = ix.get_column("dd") * shift + (ix.get_column("amount") + bias)
+        amount, qband = q.get_column("amount"), q.get_column("band")
+        for offset in range(-window, window + 1):
+            day = (q.get_column("dd") + offset) * shift
+            lo = index_key.search_sorted(day + (amount - qband + bias).clip(0, shift - 1), side="left")
+            hi = index_key.search_sorted(day + (amount + qband + bias).clip(0, shift - 1), side="right")
+            ranges.append(pl.DataFrame({"q_id": q.get_column("id"), "lo": lo, "hi": hi}))
     if not ranges:
         return (extra if extra.height else empty), pl.Series("id", [], pl.Int64)
-    spans = pl.concat(ranges).with_columns(
-        pl.col("lo").cast(pl.Int64), pl.col("hi").cast(pl.Int64)
-    ).filter(pl.col("hi") > pl.col("lo"))
+    spans = (
+        pl.concat(ranges)
+        .with_columns(pl.col("lo").cast(pl.Int64), pl.col("hi").cast(pl.Int64))
+        .filter(pl.col("hi") > pl.col("lo"))
+    )
     spans = spans.with_columns(total=(pl.col("hi") - pl.col("lo")).sum().over("q_id"))
-    skipped = spans.filter(pl.col("total") > cap).get_column("q_id").unique().sort()
-    spans = spans.filter(pl.col("total") <= cap)
+    skipped = spans.filter(pl.col("total") > max_candidates).get_column("q_id").unique().sort()
+    spans = spans.filter(pl.col("total") <= max_candidates)
     exploded = spans.select("q_id", pl.int_ranges("lo", "hi").alias("pos")).explode("pos")
-    pairs = exploded.select("q_id", i_id=index_ids.gather(exploded.get_column("pos")))
-    if not exact_dates:
-        q_days = q.select(pl.col("id").alias("q_id"), pl.col("d").alias("q_d"))
-        i_days = ix.select(pl.col("id").alias("i_id"), pl.col("d").alias("i_d"))
-        pairs = (
-            pairs.join(q_days, on="q_id").join(i_days, on="i_id")
-            .filter((pl.col("q_d") - pl.col("i_d")).abs() <= window)
-            .select("q_id", "i_id")
-        )
+    pairs = exploded.select("q_id", i_id=ix.get_column("id").gather(exploded.get_column("pos")))
     if extra.height:
         pairs = pl.concat([pairs, extra])
     return pairs, skipped.rename("id")

@@ -209,11 +209,17 @@ Rule = Annotated[
 
 
 def default_rules() -> list[Rule]:
-    """The rules an unconfigured reconciliation runs, strictest first."""
+    """The rules an unconfigured reconciliation runs, most reliable first.
+
+    Keyed rules (reference, group by reference) run before keyless ones: otherwise a keyless
+    amount+date match can take one part of a split payment whose other parts share a reference,
+    and the group is lost. The keyless amount rule runs before the subset search, and fuzzy
+    (suggestions only) runs last.
+    """
     return [
         ReferenceRule(),
-        AmountDateRule(),
         GroupRule(),
+        AmountDateRule(),
         SubsetSumRule(),
         FuzzyRule(tolerances={"*": Tolerance(relative=Decimal("0.02"))}),
     ]
