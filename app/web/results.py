@@ -104,7 +104,7 @@ def summary(recon_id: int, svc: Services = Depends(services), _: Principal = Dep
         disc = conn.execute("SELECT d.field, count(*) FROM discrepancies d JOIN matches m ON m.id = d.match_id "
                             "WHERE d.run_id = %s AND m.status IN ('suggested', 'confirmed') GROUP BY 1 ORDER BY 1",
                             (run_id,)).fetchall()
-    counts: dict[str, int] = {}
+    counts = {f"{status}_{side}": 0 for status in ("confirmed", "suggested", "unmatched") for side in ("left", "right")}
     amounts = []
     for side, currency, status, n, total in rows:
         counts[f"{status}_{side}"] = counts.get(f"{status}_{side}", 0) + n
