@@ -90,6 +90,9 @@ def render_all(spec: StackSpec, layout: Layout, ctx: RenderContext | None = None
         add(f"redis/{proc}.conf", "redis/redis.conf.j2", proc=proc, role="replica")
     for proc in layout.sentinels():
         add(f"redis/{proc}.conf", "redis/sentinel.conf.j2", proc=proc)
+    if spec.backup.enabled:
+        from ops.backup.paths import BackupPaths
+        add("pgbackrest/pgbackrest.conf", "pgbackrest/pgbackrest.conf.j2", paths=BackupPaths.of(layout))
     return out
 
 

@@ -239,6 +239,11 @@ class BackupSpec(_Section):
     schedule_incr: str = Field("0 */6 * * *", description="cron: incremental")
     schedule_archive: str = Field("0 3 1 * *", description="cron: monthly archive")
     s3: S3Spec | None = None
+    logical_export: bool = Field(True, description="also write a pg_dump -Fc logical export with each backup")
+    verify_after_backup: bool = Field(True, description="run pgbackrest verify after each backup")
+    cipher_type: Literal["aes-256-cbc", "none"] = Field(
+        "aes-256-cbc", description="repository encryption; the key is backup.cipher_pass (a secret)")
+    restore_timeout_s: int = Field(600, ge=30, le=86400, description="recovery must finish within this")
 
     @field_validator("schedule_full", "schedule_diff", "schedule_incr", "schedule_archive")
     @classmethod

@@ -82,8 +82,14 @@ class LocalTarget:
     def render_context(self, who: RunAs) -> RenderContext:
         return RenderContext(run_as=None, tls_cert=str(self.root / "tls" / "server.crt"),
                              tls_key=str(self.root / "tls" / "server.key"),
-                             archive_command=None,
+                             archive_command=self._archive_command(),
                              node_textfile_dir=self.layout.data("node-exporter"))
+
+    def _archive_command(self) -> str | None:
+        if not self.spec.backup.enabled:
+            return None
+        from ops.backup.pgbackrest import archive_command
+        return archive_command(self.spec, self.layout)
 
     def processes(self) -> list[Process]:
         return plan(self.spec, self.layout)
@@ -113,6 +119,9 @@ class LocalTarget:
         bootstrap.prepare_dirs(self.layout, who)
         secrets = self.secrets()
         bootstrap.write_credentials(self.spec, self.layout, secrets, who)
+        if self.spec.backup.enabled:
+            from ops.backup.pgbackrest import prepare_local
+            prepare_local(self.spec, self.layout, secrets, who)
         if ensure_certificates(self.root / "tls", self.spec.nginx.server_name, self.spec.host):
             result.configs_changed.append("tls/server.crt")
         who.chown(self.root / "tls", recursive=True)
@@ -179,6 +188,12 @@ class LocalTarget:
     def _after_stage(self, stage: int, secrets, result: UpResult) -> None:
         if stage == 0:
             bootstrap.configure_primary(self.spec, self.layout, secrets)
+        if stage == 0 and self.spec.backup.enabled:
+            from ops.backup.pgbackrest import stanza_create_local
+            try:
+                stanza_create_local(self.spec, self.layout, service_identity())
+            except Exception as exc:
+                raise TargetError(str(exc)) from exc
 
     def _migrate(self) -> None:
         """Apply the service's migrations (``python -m app migrate``) before it starts."""

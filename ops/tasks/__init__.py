@@ -2,8 +2,11 @@
 
 from invoke import Collection
 
-from ops.tasks import app, stack
+from ops.tasks import app, backup, stack
 
 ns = Collection()
 for t in (stack.up, stack.down, stack.status, app.demo):
+    ns.add_task(t)
+ns.add_collection(backup.backup_ns)
+for t in (backup.backups, backup.restore):
     ns.add_task(t)

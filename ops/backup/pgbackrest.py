@@ -1,0 +1,194 @@
+"""The pgBackRest command line, run on the database host through an executor.
+
+Every call is ``pgbackrest --config=<rendered conf> --config-include-path=<secrets>/pgbackrest
+--stanza=<stanza> <command>``. The cipher passes come from ``cipher.conf`` in the include
+path (0600, written by the target from the stack's secrets), or, when the operator sets
+``backup.cipher_pass`` (``RECON_BACKUP__CIPHER_PASS``), from ``PGBACKREST_REPO<n>_CIPHER_PASS``
+in the command's environment, which pgBackRest ranks above its config files. Neither is ever
+on argv, in the rendered config or in the run log.
+
+Trap: pgBackRest reaches PostgreSQL only through its unix socket; libpq looks the password up
+in ``<include>/pgpass`` under the socket directory's path, not under "localhost".
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+from infra.layout import Layout
+from ops.backup.errors import BackupError
+from ops.backup.hostjob import HostJob
+from ops.backup.paths import BackupPaths
+from ops.executors import CommandFailed, Executor, Result
+
+BACKUP_TYPES = ("full", "diff", "incr")
+
+
+def base_argv(paths: BackupPaths, stanza: str) -> list[str]:
+    return ["pgbackrest", f"--config={paths.conf}", f"--config-include-path={paths.include}",
+            f"--stanza={stanza}"]
+
+
+def archive_command(spec, layout: Layout) -> str:
+    """PostgreSQL's archive_command: push each WAL segment to every repository."""
+    return shlex.join(base_argv(BackupPaths.of(layout), spec.backup.stanza) + ["archive-push"]) + " %p"
+
+
+def restore_command(spec, layout: Layout) -> str:
+    return shlex.join(base_argv(BackupPaths.of(layout), spec.backup.stanza) + ["archive-get"]) + ' %f "%p"'
+
+
+def secret_files(spec, layout: Layout, secrets: dict) -> dict[str, str]:
+    """The 0600 files pgBackRest reads: the cipher passes and a pgpass for its socket login."""
+    paths = BackupPaths.of(layout)
+    out = {f"{paths.include}/cipher.conf": ""}
+    if spec.backup.cipher_type != "none":
+        key = secrets["backup_cipher"].get_secret_value()
+        out[f"{paths.include}/cipher.conf"] = f"[global]\nrepo1-cipher-pass={key}\nrepo2-cipher-pass={key}\n"
+    port = layout.bind("postgres-primary").port
+    out[paths.pgpass] = f"{paths.socket}:{port}:*:postgres:{secrets['postgres_superuser'].get_secret_value()}\n"
+    return out
+
+
+def prepare_local(spec, layout: Layout, secrets: dict, who) -> None:
+    """Local target, every ``fab up``: directories owned by the service user, secret files 0600."""
+    from infra.local.secrets import write_secret_file
+    paths = BackupPaths.of(layout)
+    for d in (paths.root, paths.repo1, paths.repo2, paths.log, paths.lock, paths.spool, paths.sets,
+              paths.jobs, str(Path(paths.repo1).parent)):
+        Path(d).mkdir(parents=True, exist_ok=True)
+        who.chown(Path(d))
+    inc = Path(paths.include)
+    inc.mkdir(parents=True, exist_ok=True)
+    inc.chmod(0o700)
+    who.chown(inc)
+    for path, content in secret_files(spec, layout, secrets).items():
+        write_secret_file(Path(path), content)
+        who.chown(Path(path))
+
+
+def stanza_create_local(spec, layout: Layout, who) -> str:
+    """Create (or check) the stanza; idempotent. Run by ``fab up`` once the primary is healthy."""
+    import subprocess
+    paths = BackupPaths.of(layout)
+    argv = who.wrap(base_argv(paths, spec.backup.stanza) + ["stanza-create"])
+    res = subprocess.run(argv, capture_output=True, text=True, timeout=120,
+                         env={"PGPASSFILE": paths.pgpass, "PATH": "/usr/bin:/bin"})
+    if res.returncode != 0:
+        raise BackupError(f"pgbackrest stanza-create for stanza {spec.backup.stanza!r} failed "
+                          f"(exit {res.returncode}):\n{(res.stderr or res.stdout).strip()[-1500:]}")
+    return (res.stdout or res.stderr).strip()
+
+
+@dataclass
+class BackupInfo:
+    label: str
+    type: str
+    repo: int
+    start: int
+    stop: int
+    lsn_start: str | None
+    lsn_stop: str | None
+    wal_start: str | None
+    wal_stop: str | None
+    size: int
+    repo_size: int
+    prior: str | None
+
+
+class PgBackRest:
+    """pgBackRest on one host, through ``executor``."""
+
+    def __init__(self, executor: Executor, paths: BackupPaths, stanza: str, cipher_pass: str | None = None):
+        self.ex = executor
+        self.paths = paths
+        self.stanza = stanza
+        self._cipher = cipher_pass
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = {"PGPASSFILE": self.paths.pgpass}
+        if self._cipher:
+            env["PGBACKREST_REPO1_CIPHER_PASS"] = self._cipher
+            env["PGBACKREST_REPO2_CIPHER_PASS"] = self._cipher
+        return env
+
+    def argv(self, *args: str) -> str:
+        return shlex.join(base_argv(self.paths, self.stanza) + list(args))
+
+    def run(self, *args: str, timeout: float = 600, check: bool = True) -> Result:
+        return self.ex.run(self.argv(*args), env=self.env, timeout=timeout, check=check)
+
+    def version(self) -> str:
+        return self.ex.run("pgbackrest version", timeout=30).stdout.strip()
+
+    def info(self, repo: int | None = None) -> dict:
+        args = ["info", "--output=json"] + ([f"--repo={repo}"] if repo else [])
+        try:
+            doc = json.loads(self.run(*args, timeout=60).stdout)
+        except CommandFailed as exc:
+            raise BackupError(f"pgbackrest info failed: {_reason(exc.result)}") from exc
+        for st in doc:
+            if st["name"] == self.stanza:
+                if st["status"]["code"] not in (0, 2, 4):  # 2: no valid backups yet, 4: repos differ
+                    raise BackupError(f"stanza {self.stanza!r}: {st['status']['message']}")
+                for repo_st in st.get("repo", []):
+                    if repo_st["status"]["code"] not in (0, 2):
+                        raise BackupError(f"stanza {self.stanza!r} repo{repo_st['key']}: "
+                                          f"{repo_st['status']['message']}")
+                return st
+        raise BackupError(f"stanza {self.stanza!r} not found in the repository")
+
+    def backups(self) -> list[BackupInfo]:
+        out = []
+        for b in self.info().get("backup", []):
+            out.append(BackupInfo(
+                label=b["label"], type=b["type"], repo=b["database"]["repo-key"],
+                start=b["timestamp"]["start"], stop=b["timestamp"]["stop"],
+                lsn_start=(b.get("lsn") or {}).get("start"), lsn_stop=(b.get("lsn") or {}).get("stop"),
+                wal_start=(b.get("archive") or {}).get("start"), wal_stop=(b.get("archive") or {}).get("stop"),
+                size=b["info"]["size"], repo_size=b["info"]["repository"]["delta"], prior=b.get("prior")))
+        return out
+
+    def start_backup(self, type_: str, repo: int) -> HostJob:
+        if type_ not in BACKUP_TYPES:
+            raise ValueError(f"unknown backup type {type_!r}; one of {BACKUP_TYPES}")
+        cmd = self.argv(f"--repo={repo}", f"--type={type_}", "backup")
+        return HostJob.start(self.ex, self.paths.jobs, f"backup-{type_}", cmd, env=self.env)
+
+    def verify(self, repo: int) -> Result:
+        return self.run(f"--repo={repo}", "verify", "--log-level-console=info", timeout=3600, check=False)
+
+    def check(self) -> Result:
+        return self.run("check", timeout=120, check=False)
+
+    def archive_window(self, repo: int = 1) -> tuple[float | None, float | None]:
+        """(oldest backup stop, newest archived WAL segment's mtime) in epoch seconds: the span
+        a ``--target-time`` restore can reach. Posix repositories only."""
+        stops = [b.stop for b in self.backups() if b.repo == repo]
+        arch = f"{self.paths.repo(repo)}/archive/{self.stanza}"
+        res = self.ex.run(f"find {shlex.quote(arch)} -type f -name '0*' -printf '%T@\\n' 2>/dev/null "
+                          "| sort -n | tail -1", timeout=60, check=False)
+        newest = float(res.stdout.strip()) if res.stdout.strip() else None
+        return (min(stops) if stops else None), newest
+
+    def restore_argv(self, pg_path: str, *, set_label: str | None, target_time: str | None,
+                     repo: int, restore_cmd: str) -> str:
+        args = [f"--repo={repo}", f"--pg1-path={pg_path}", "--archive-mode=preserve",
+                f"--recovery-option=restore_command={restore_cmd}"]
+        if set_label:
+            args.append(f"--set={set_label}")
+        if target_time:
+            args += ["--type=time", f"--target={target_time}", "--target-action=promote"]
+        else:
+            args += ["--type=default"]
+        return self.argv(*args, "restore")
+
+
+def _reason(res: Result) -> str:
+    text = (res.stderr or res.stdout).strip()
+    lines = [ln for ln in text.splitlines() if "ERROR" in ln] or text.splitlines()[-3:]
+    return " / ".join(ln.strip() for ln in lines)[-600:]

@@ -1,0 +1,114 @@
+"""Where a stack's backups happen: its inventory, the database host's executor, the paths,
+pgBackRest there, and the secrets the tools need. Built once per task from the spec.
+
+Trap: secrets are read from the stack's store without writing it (``LocalTarget.secrets()``
+would persist an operator's ``RECON_BACKUP__CIPHER_PASS`` over the stored key, so a mistyped key
+would become the stack's key). An operator-supplied cipher pass only reaches pgBackRest
+through its environment, for this run.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import SecretStr
+
+from infra.layout import LocalLayout
+from infra.spec import StackSpec
+from ops.backup.errors import PreflightFailed, VersionMismatch
+from ops.backup.paths import BackupPaths
+from ops.backup.pgbackrest import PgBackRest
+from ops.executors import Executor, ExecutorUnreachable
+from ops.inventory import Inventory, Service, load_inventory
+
+TIER_TO_BACKUP = {"daily": ("diff", 1), "weekly": ("full", 1), "incr": ("incr", 1), "archive": ("full", 2)}
+
+
+@dataclass
+class Site:
+    spec: StackSpec
+    inventory: Inventory
+    layout: LocalLayout
+    paths: BackupPaths
+
+    @classmethod
+    def of(cls, spec: StackSpec) -> "Site":
+        if spec.target != "local":
+            raise PreflightFailed(f"stack {spec.name!r} has target {spec.target!r}; backup and restore drive "
+                                  "the local target's hosts here (docs/backups.md: container targets)")
+        if not spec.backup.enabled:
+            raise PreflightFailed(f"backup.enabled is false for stack {spec.name!r}; allowed: true "
+                                  "(set it and run `fab up` to start WAL archiving)")
+        layout = LocalLayout(spec)
+        return cls(spec, load_inventory(spec), layout, BackupPaths.of(layout))
+
+    @property
+    def primary(self) -> Service:
+        return self.inventory.get("postgres-primary")
+
+    @property
+    def ex(self) -> Executor:
+        return self.primary.executor
+
+    @property
+    def state_dir(self) -> str:
+        return str(self.layout.root)
+
+    def pgbackrest(self) -> PgBackRest:
+        cipher = self.spec.backup.cipher_pass
+        return PgBackRest(self.ex, self.paths, self.spec.backup.stanza,
+                          cipher.get_secret_value() if cipher else None)
+
+    def secrets(self) -> dict[str, SecretStr]:
+        path = Path(self.state_dir) / "secrets" / "secrets.json"
+        if not path.exists():
+            raise PreflightFailed(f"no secrets for stack {self.spec.name!r} at {path}: was it ever started (fab up)?")
+        return {k: SecretStr(v) for k, v in json.loads(path.read_text()).items()}
+
+    def reachable(self) -> None:
+        """Every host of the stack answers; raises :class:`PreflightFailed` naming the one that does not."""
+        seen = set()
+        for svc in self.inventory.services.values():
+            if id(svc.executor) in seen:
+                continue
+            seen.add(id(svc.executor))
+            try:
+                svc.executor.run("true", timeout=30)
+            except ExecutorUnreachable as exc:
+                raise PreflightFailed(f"host of {svc.name} unreachable: {exc}; nothing was changed") from exc
+
+    def check_versions(self) -> str:
+        """pgBackRest's version on every database host; all must match (checked first)."""
+        versions: dict[str, str] = {}
+        for svc in self.inventory.of_kind("postgres"):
+            try:
+                res = svc.executor.run("pgbackrest version", timeout=30, check=False)
+            except ExecutorUnreachable as exc:
+                raise PreflightFailed(f"host of {svc.name} unreachable: {exc}; nothing was changed") from exc
+            versions[f"{svc.name}@{getattr(svc.executor, 'where', svc.host)}"] = \
+                res.stdout.strip() if res.ok else f"missing ({res.stderr.strip()[:80]})"
+        distinct = set(versions.values())
+        if len(distinct) != 1 or not next(iter(distinct)).startswith("pgBackRest "):
+            raise VersionMismatch("pgBackRest versions differ across the database hosts (all must match): "
+                                  + ", ".join(f"{h}: {v}" for h, v in sorted(versions.items())))
+        return distinct.pop()
+
+    def tool_versions(self) -> dict[str, str]:
+        res = self.ex.run("pgbackrest version; /usr/lib/postgresql/15/bin/postgres --version; "
+                          "redis-server --version | cut -d' ' -f1-3", check=False)
+        lines = res.stdout.strip().splitlines() + ["", "", ""]
+        return {"pgbackrest": lines[0], "postgres": lines[1], "redis": lines[2]}
+
+    @property
+    def admin_user(self) -> str | None:
+        """Who may talk to supervisord (its socket is 0700, owned by whoever started it)."""
+        if self.primary.run_as is None:
+            return None
+        return self.spec.ops.ssh.login if self.spec.ops.ssh else "root"
+
+    def supervisorctl(self, *args: str) -> str:
+        ctl = Path(__import__("sys").executable).parent / "supervisorctl"
+        return shlex.join([str(ctl), "-c", self.layout.conf("supervisord.conf"), *args])
