@@ -20,7 +20,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.fix_stack import isolated_stack_env  # noqa: E402
+from tests.fix_stack import SCRATCH, isolated_stack_env  # noqa: E402
 
 FAB = str(Path(sys.executable).parent / "fab")
 
@@ -40,7 +40,9 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=1, help="fresh starts to measure")
     args = ap.parse_args()
     fresh, again = [], []
-    with tempfile.TemporaryDirectory(prefix="recon-bench-") as tmp:
+    SCRATCH.mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="bench-stack-", dir=SCRATCH) as tmp:
+        Path(tmp).chmod(0o755)  # the service user must traverse it when run as root
         env = isolated_stack_env(Path(tmp) / "state", args.offset)
         try:
             for _ in range(args.runs):

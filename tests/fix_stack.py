@@ -53,6 +53,9 @@ def host(running_stack):
     return testinfra.get_host("local://")
 
 
+SCRATCH = __import__("pathlib").Path(__file__).resolve().parent.parent / ".state"
+"""Where throwaway stacks keep their state: traversable by the service user."""
+
 PORT_KEYS = ["POSTGRES__PORT", "REDIS__PORT", "REDIS__SENTINEL__PORT", "BACKEND__PORT", "NGINX__HTTP_PORT",
              "NGINX__HTTPS_PORT", "PROMETHEUS__PORT", "ALERTMANAGER__PORT", "EXPORTERS__POSTGRES_PORT",
              "EXPORTERS__REDIS_PORT", "EXPORTERS__NODE_PORT"]
@@ -61,7 +64,10 @@ PORT_KEYS = ["POSTGRES__PORT", "REDIS__PORT", "REDIS__SENTINEL__PORT", "BACKEND_
 def isolated_stack_env(state_dir, offset: int) -> dict[str, str]:
     """Environment for a second, throwaway local stack: its own state dir, every port shifted
     by ``offset`` (e.g. 1000 or 2000) so it never touches the main stack `make test` started.
-    Use it with ``fab up``/``fab down --purge --yes`` in tests that destroy things."""
+    Use it with ``fab up``/``fab down --purge --yes`` in tests that destroy things.
+
+    Trap: run as root, the services run as the ``recon`` user, which cannot enter pytest's
+    0700 tmp dirs: put ``state_dir`` under :data:`SCRATCH` (``<repo>/.state/``) instead."""
     from infra.spec import StackSpec
     base = StackSpec()
     values = {

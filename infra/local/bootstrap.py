@@ -37,8 +37,25 @@ def run(argv: list[str], who: RunAs, what: str, env: dict | None = None, timeout
         raise BootstrapError(f"{what} failed (exit {res.returncode}): {argv[0]}\n{tail}")
 
 
+def check_reachable(root: Path, who: RunAs) -> None:
+    """The service user must be able to walk down to the state directory."""
+    if who.user is None:
+        return
+    import stat
+    for parent in [p for p in reversed(root.parents)] + [root]:
+        if not parent.exists():
+            break
+        st = parent.stat()
+        if st.st_uid != who.uid and not st.st_mode & stat.S_IXOTH:
+            raise BootstrapError(
+                f"state directory {root} is not reachable by the service user {who.user!r}: "
+                f"{parent} is mode {stat.filemode(st.st_mode)}; choose a state dir under a path "
+                f"others can traverse (e.g. <repo>/.state/<name>) or chmod o+x {parent}")
+
+
 def prepare_dirs(layout: LocalLayout, who: RunAs) -> None:
     root = layout.root
+    check_reachable(root, who)
     for sub in ("conf", "data", "run", "log", "secrets", "tls"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     (root / "secrets").chmod(0o700)
