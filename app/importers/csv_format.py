@@ -1,0 +1,128 @@
+"""CSV (and other delimited text): Python's csv module for the cells, :mod:`tabular` for the rest.
+
+Line numbers are physical lines of the file, so a quoted cell that spans lines moves the next
+record's line number on, as an editor would show it. Blank lines are skipped. Rows above
+``header_row`` (bank exports often open with an account preamble) are ignored.
+
+The traps: a UTF-8 byte-order mark is stripped (Excel writes one); a cp1252 export read as
+UTF-8 is refused with every offending line listed and a hint, never decoded with replacement
+characters; the delimiter is sniffed only among ``, ; TAB |`` and must give every sampled
+line the header's number of fields.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from app.importers import ImportOptions, ImportRejected, ImportResult, Problem
+from app.importers.tabular import Table, build_records
+
+_DELIMITERS = (",", ";", "\t", "|")
+_SNIFF_LINES = 50
+_MAX_PROBLEMS = 1000
+
+
+def decode(data: bytes, encoding: str, filename: str) -> str:
+    """Decode strictly; on failure list every line that is not valid in `encoding`."""
+    codec = "utf-8-sig" if encoding.replace("_", "-").lower() in ("utf-8", "utf8") else encoding
+    try:
+        return data.decode(codec)
+    except UnicodeDecodeError:
+        pass
+    problems = []
+    for number, line in enumerate(data.splitlines(), start=1):
+        try:
+            line.decode(codec if number == 1 else encoding)
+        except UnicodeDecodeError as exc:
+            byte = line[exc.start : exc.start + 1].hex()
+            problems.append(
+                Problem(number, None, f"byte 0x{byte} at position {exc.start + 1} is not valid {encoding}; "
+                        "set encoding (e.g. cp1252 or latin-1) to the file's real encoding")
+            )
+            if len(problems) >= _MAX_PROBLEMS:
+                break
+    raise ImportRejected(filename, problems or [Problem(None, None, f"the file is not valid {encoding}")])
+
+
+def sniff_delimiter(lines: list[str], quotechar: str) -> str:
+    """The delimiter among , ; TAB | that splits the sample into equal, >1 field counts."""
+    sample = [line for line in lines[:_SNIFF_LINES] if line.strip()]
+    best, best_fields = ",", 1
+    for delimiter in _DELIMITERS:
+        try:
+            counts = {len(row) for row in csv.reader(sample, delimiter=delimiter, quotechar=quotechar) if row}
+        except csv.Error:
+            continue
+        if len(counts) == 1:
+            fields = counts.pop()
+            if fields > best_fields:
+                best, best_fields = delimiter, fields
+    if best_fields == 1:
+        # inconsistent sample (e.g. a preamble): fall back to the header line's most frequent one
+        header = sample[0] if sample else ""
+        best = max(_DELIMITERS, key=header.count)
+    return best
+
+
+def parse(data: bytes, *, filename: str, side: str, options: ImportOptions) -> ImportResult:
+    text = decode(data, options.encoding, filename)
+    # newline="" keeps \r\n / \r / \n as they are and never splits on other Unicode breaks
+    lines = io.StringIO(text, newline="").readlines()
+    delimiter = options.delimiter or sniff_delimiter(lines[options.header_row - 1 :], options.quotechar)
+
+    consumed: list[str] = []
+
+    def feed():  # noqa: ANN202 - generator over physical lines, remembering each one
+        for line in lines:
+            consumed.append(line)
+            yield line
+
+    reader = csv.reader(feed(), delimiter=delimiter, quotechar=options.quotechar, strict=True)
+    problems: list[Problem] = []
+    header: list[str] | None = None
+    header_line = 0
+    rows: list[list[str | None]] = []
+    numbers: list[int] = []
+    raws: list[str] = []
+    record_index = 0
+    while True:
+        start = reader.line_num + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            problems.append(Problem(reader.line_num, None, f"malformed CSV: {exc} (delimiter {delimiter!r}, quote {options.quotechar!r})"))
+            break
+        end = reader.line_num
+        if not row or all(not cell.strip() for cell in row):
+            continue
+        record_index += 1
+        if record_index < options.header_row:
+            continue
+        if header is None:
+            header, header_line = [cell.strip() for cell in row], start
+            continue
+        if len(row) != len(header):
+            problems.append(
+                Problem(start, None, f"expected {len(header)} fields like the header, found {len(row)} (delimiter {delimiter!r})")
+            )
+            if len(problems) >= _MAX_PROBLEMS:
+                break
+            continue
+        rows.append(row)
+        numbers.append(start)
+        raws.append("".join(consumed[start - 1 : end]).rstrip("\r\n"))
+    if header is None:
+        problems.append(Problem(None, None, f"no header row (header_row={options.header_row}) in the file"))
+        raise ImportRejected(filename, problems)
+    table = Table(header=header, header_line=header_line, rows=rows, lines=numbers, raw=raws)
+    try:
+        result = build_records(table, options=options, side=side, filename=filename, fmt="csv", data=data)
+    except ImportRejected as exc:
+        # structural problems (field counts) and cell problems are reported together
+        raise ImportRejected(filename, problems + exc.problems) from None
+    if problems:
+        raise ImportRejected(filename, problems)
+    return result
