@@ -224,6 +224,9 @@ def handle(ctx: JobContext) -> None:
     }
     with ctx.db.primary() as conn:
         with conn.transaction():
+            # Serialises with a concurrent DELETE of the reconciliation (which locks its runs first).
+            if conn.execute("SELECT 1 FROM runs WHERE id = %s FOR UPDATE", (run_id,)).fetchone() is None:
+                raise PermanentJobError(f"run {run_id} was deleted while it ran; nothing stored")
             if not dry_run:
                 store_result(conn, run_id, recon_id, result, {"left": left, "right": right})
                 _copy_pinned(conn, run_id, recon_id, pinned)

@@ -97,6 +97,16 @@ def delete_reconciliation(recon_id: int, request: Request, db: Database = Depend
                           who: Principal = Depends(require("admin"))) -> Response:
     rec = get_reconciliation(db, recon_id)
     with db.primary() as conn:
+        # Lock order shared with uploads (FK key-share on the reconciliation) and the worker's
+        # store transaction (run row): wait for them to commit, then see and delete their rows.
+        # The bulk tables have no row-level foreign keys (migration 0003), hence explicit deletes.
+        conn.execute("SELECT id FROM reconciliations WHERE id = %s FOR UPDATE", (recon_id,))
+        runs = [r[0] for r in conn.execute("SELECT id FROM runs WHERE reconciliation_id = %s FOR UPDATE",
+                                           (recon_id,))]
+        conn.execute("DELETE FROM discrepancies WHERE run_id = ANY(%s)", (runs,))
+        conn.execute("DELETE FROM match_items WHERE run_id = ANY(%s)", (runs,))
+        conn.execute("DELETE FROM matches WHERE reconciliation_id = %s", (recon_id,))
+        conn.execute("DELETE FROM records WHERE reconciliation_id = %s", (recon_id,))
         conn.execute("DELETE FROM reconciliations WHERE id = %s", (recon_id,))
         audit(conn, request, who, "reconciliation.delete", "reconciliation", recon_id, before=rec)
     return Response(status_code=204)

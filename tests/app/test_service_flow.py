@@ -324,3 +324,22 @@ def test_demo_rejects_bad_arguments(service_env, args: list[str], message: str) 
     res = subprocess.run([sys.executable, "-m", "app", "demo", *args], cwd=ROOT, env=env, capture_output=True,
                          text=True, timeout=60)
     assert res.returncode == 1 and message in res.stderr, res.stderr
+
+
+def test_delete_removes_every_row_of_a_reconciled_reconciliation(app_client: TestClient, as_operator: dict[str, str],
+                                                                  as_admin: dict[str, str], workers, wait_run,  # type: ignore[no-untyped-def]
+                                                                  db: psycopg.Connection) -> None:
+    workers.ensure()
+    recon = app_client.post("/api/v1/reconciliations", json={"name": "to delete"}, headers=as_operator).json()["id"]
+    upload(app_client, recon, as_operator, "left", LEFT, "l.csv")
+    upload(app_client, recon, as_operator, "right", RIGHT, "r.csv")
+    run = app_client.post(f"/api/v1/reconciliations/{recon}/runs", headers=as_operator).json()
+    assert wait_run(app_client, run["id"], as_operator)["status"] == "succeeded"
+    assert app_client.delete(f"/api/v1/reconciliations/{recon}", headers=as_admin).status_code == 204
+    left = db.execute(
+        "SELECT (SELECT count(*) FROM records WHERE reconciliation_id = %(r)s), "
+        "(SELECT count(*) FROM matches WHERE reconciliation_id = %(r)s), "
+        "(SELECT count(*) FROM match_items WHERE run_id = %(run)s), "
+        "(SELECT count(*) FROM discrepancies WHERE run_id = %(run)s), "
+        "(SELECT count(*) FROM imports WHERE reconciliation_id = %(r)s)", {"r": recon, "run": run["id"]}).fetchone()
+    assert left == (0, 0, 0, 0, 0)
