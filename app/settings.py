@@ -80,6 +80,8 @@ class Settings(BaseSettings):
     job_max_attempts: int = Field(default=3, ge=1)
     worker_metrics_port: int | None = Field(default=None, ge=0, le=65535)
     worker_concurrency: Literal[1] = 1
+    fault_rate: float = Field(default=0.0, ge=0.0, le=1.0, description="Release drills only: share of API "
+                              "requests answered 500 (see app/web/faults.py); 0 in production.")
 
     @field_validator("log_level")
     @classmethod

@@ -102,6 +102,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from app.web import routes  # imported late: routes import this module's Services
 
     routes.register(app)
+    if settings.fault_rate:  # release drills: a version that fails (inside the metrics)
+        from app.web.faults import FaultInjectionMiddleware
+
+        app.add_middleware(FaultInjectionMiddleware, rate=settings.fault_rate)
     app.add_middleware(ObservabilityMiddleware, slot=settings.slot, version=settings.version)
     from app import tracing
 

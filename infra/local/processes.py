@@ -87,17 +87,21 @@ def app_env(spec: StackSpec, layout: LocalLayout, slot: str | None = None) -> di
     """The environment the reconciliation service reads (app/settings.py). No secret in it:
     the database password comes from the pgpass file libpq reads (PGPASSFILE)."""
     pg = spec.postgres
-    primary = layout.endpoint("postgres-primary")
+    # Every PostgreSQL node in one libpq multi-host URL: a new connection takes the node that
+    # accepts writes (read-write) or, for reads, a standby when one answers. After
+    # `fab db.failover` the service follows the promoted node without a restart (docs/releases.md).
+    nodes = ",".join(str(layout.endpoint(p)) for p in ["postgres-primary", *layout.postgres_replicas()])
     env = {
-        "RECON_DATABASE_URL": f"postgresql://{pg.user}@{primary.host}:{primary.port}/{pg.database}",
+        "RECON_DATABASE_URL": f"postgresql://{pg.user}@{nodes}/{pg.database}?target_session_attrs=read-write",
         "PGPASSFILE": layout.secret("pgpass"),
         "RECON_REDIS_MASTER_NAME": spec.redis.sentinel.master_name,
         "PYTHONPATH": str(REPO_ROOT),
         "PYTHONUNBUFFERED": "1",
     }
     if layout.postgres_replicas():
-        r = layout.endpoint(layout.postgres_replicas()[0])
-        env["RECON_DATABASE_REPLICA_URL"] = f"postgresql://{pg.user}@{r.host}:{r.port}/{pg.database}"
+        readers = ",".join(str(layout.endpoint(p)) for p in [*layout.postgres_replicas(), "postgres-primary"])
+        env["RECON_DATABASE_REPLICA_URL"] = (f"postgresql://{pg.user}@{readers}/{pg.database}"
+                                             "?target_session_attrs=prefer-standby")
     if layout.sentinels():
         env["RECON_REDIS_SENTINELS"] = ",".join(str(layout.endpoint(s)) for s in layout.sentinels())
     else:

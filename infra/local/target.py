@@ -53,6 +53,8 @@ class ServiceStatus:
     healthy: bool | None
     detail: str
     uptime_s: int | None = None
+    release: dict | None = None
+    """Only on the ``release`` row: active slot, versions, canary weight, database roles."""
 
 
 @dataclass
@@ -72,7 +74,10 @@ class UpResult:
 
 class LocalTarget:
     def __init__(self, spec: StackSpec, progress: Progress | None = None):
-        self.spec = spec
+        from infra.local import release
+        self.release = release.load(spec)
+        """Runtime release and database roles (release.json), laid over the spec."""
+        self.spec = spec = release.effective_spec(spec, self.release)
         self.layout = LocalLayout(spec)
         self.root = self.layout.root
         self.supervisor = Supervisor(self.layout)
@@ -92,7 +97,15 @@ class LocalTarget:
         return archive_command(self.spec, self.layout)
 
     def processes(self) -> list[Process]:
-        return plan(self.spec, self.layout)
+        procs = plan(self.spec, self.layout, slots=self.release.running_slots())
+        roles = self.release.postgres
+        procs = [p for p in procs if p.name not in roles.fenced]
+        for p in procs:  # after a failover the promoted node starts first
+            if p.kind == "postgres":
+                p.stage = 0 if p.name == roles.primary else 1
+            if p.kind == "backend":  # the slot's version settings (fab deploy --env)
+                p.env.update(self.release.slots[p.name.split("-")[1]].env)
+        return sorted(procs, key=lambda p: p.stage)
 
     def secrets(self):
         return load_or_create(self.spec, self.root / "secrets")
@@ -144,7 +157,8 @@ class LocalTarget:
         info = self.supervisor.info()
         for stage in sorted({p.stage for p in procs}):
             stage_procs = [p for p in procs if p.stage == stage]
-            self._before_stage(stage, who, secrets, result)
+            not_running = [p for p in stage_procs if info.get(p.name, {}).get("statename") != "RUNNING"]
+            self._before_stage(stage, who, secrets, result, not_running)
             for p in stage_procs:
                 running = info.get(p.name, {}).get("statename") == "RUNNING"
                 touched = changed_conf.intersection(p.conf_files)
@@ -173,7 +187,8 @@ class LocalTarget:
         result.seconds = time.monotonic() - t0
         return result
 
-    def _before_stage(self, stage: int, who: RunAs, secrets, result: UpResult) -> None:
+    def _before_stage(self, stage: int, who: RunAs, secrets, result: UpResult,
+                      not_running: list[Process]) -> None:
         if stage == 0 and bootstrap.init_primary(self.layout, secrets, who):
             self.say("initialised the PostgreSQL primary (initdb)")
             result.bootstrapped.append("postgres-primary")
@@ -182,11 +197,11 @@ class LocalTarget:
                 if bootstrap.clone_replica(self.spec, self.layout, proc, who):
                     self.say(f"cloned {proc} from the primary (pg_basebackup)")
                     result.bootstrapped.append(proc)
-        if stage == 3:
-            self._migrate()
+        if any(p.kind in ("backend", "worker") for p in not_running):
+            self._migrate()  # before any copy of the service starts on an old schema
 
     def _after_stage(self, stage: int, secrets, result: UpResult) -> None:
-        if stage == 0:
+        if stage == 0 and self.release.postgres.primary == "postgres-primary":
             bootstrap.configure_primary(self.spec, self.layout, secrets)
         if stage == 0 and self.spec.backup.enabled:
             from ops.backup.pgbackrest import stanza_create_local
@@ -244,7 +259,7 @@ class LocalTarget:
     def _check_postgres(self, p: Process, secrets) -> Health:
         with bootstrap.superuser_conn(self.spec, self.layout, secrets, proc=p.name) as conn:
             in_recovery = conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]
-            if p.name == "postgres-primary":
+            if p.name == self.release.postgres.primary:
                 if in_recovery:
                     return Health(False, "in recovery (expected a primary)")
                 n = conn.execute("SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'"
@@ -330,7 +345,22 @@ class LocalTarget:
             rows = list(pool.map(one, procs))
         for u in unavailable(self.spec):
             rows.append(ServiceStatus(u.name, u.name, "NOT_AVAILABLE", None, None, None, u.reason))
+        rows.append(self._release_row())
         return rows
+
+    def _release_row(self) -> ServiceStatus:
+        """The release state as a status row (healthy None: information, not a check)."""
+        from infra.local.release import summary
+        r = self.release
+        detail = f"active {r.active_slot} ({r.slots[r.active_slot].version})"
+        idle = r.idle_slot
+        detail += f"; {idle} {r.slots[idle].version} " + ("running" if r.slots[idle].running else "stopped")
+        detail += f"; canary {r.canary_weight}% to {idle}" if r.canary_weight else ""
+        detail += f"; previous {r.previous_slot}" if r.previous_slot else ""
+        detail += f"; postgres primary {r.postgres.primary}"
+        detail += f", fenced {', '.join(r.postgres.fenced)}" if r.postgres.fenced else ""
+        return ServiceStatus("release", "release", f"ACTIVE:{r.active_slot}", None, None, None, detail,
+                             release=summary(r))
 
     def endpoints(self) -> dict[str, str]:
         s, lay = self.spec, self.layout

@@ -2,11 +2,14 @@
 
 from invoke import Collection
 
-from ops.tasks import app, backup, stack
+from ops.tasks import app, backup, db, release, stack
 
 ns = Collection()
 for t in (stack.up, stack.down, stack.status, app.demo):
     ns.add_task(t)
+for t in (release.deploy, release.switch, release.canary, release.promote, release.rollback):
+    ns.add_task(t)
+ns.add_collection(Collection("db", db.failover, db.rebuild_replica))
 ns.add_collection(backup.backup_ns)
 for t in (backup.backups, backup.restore):
     ns.add_task(t)
