@@ -117,6 +117,8 @@ def parse(data: bytes, *, filename: str, side: str, options: ImportOptions) -> I
     if header is None:
         problems.append(Problem(None, None, f"no header row (header_row={options.header_row}) in the file"))
         raise ImportRejected(filename, problems)
+    if problems and not rows:
+        raise ImportRejected(filename, problems)
     table = Table(header=header, header_line=header_line, rows=rows, lines=numbers, raw=raws)
     try:
         result = build_records(table, options=options, side=side, filename=filename, fmt="csv", data=data)

@@ -95,7 +95,7 @@ def _check(text: str) -> tuple[list[Problem], list[dict[str, object]]]:
             sign = -1 if mark in ("D", "RC") else 1
             current["lines"].append(sign * minor)  # type: ignore[union-attr]
     for statement in statements:
-        if statement["opening"] is None or statement["closing"] is None:
+        if (statement["opening"] is None or statement["closing"] is None) and not statement["invalid"]:
             problems.append(Problem(statement["line"], ":20:", f"statement {statement['reference']!r} lacks an opening (:60F:) or closing (:62F:) balance"))  # type: ignore[arg-type]
     return problems, statements
 

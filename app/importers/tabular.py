@@ -169,10 +169,13 @@ def parse_amount_column(
     magnitude = digits.cast(pl.Int64, strict=False) * ten.pow(exponent) + head_value * ten.pow(exponent - keep)
     negative = parens | (lead == "-") | (trail == "-")
     value = pl.when(negative).then(-magnitude).otherwise(magnitude)
-    sep_hint = (
-        f" (decimal {options.decimal!r}, thousands {options.thousands or 'none'!r};"
-        " set decimal=',' for amounts like 1.234,56)"
+    advice = (
+        "set decimal=',' for amounts like 1.234,56" if options.decimal == "."
+        else "set decimal='.' for amounts like 1,234.56"
     )
+    if not options.thousands:
+        advice += f" and thousands='{',' if options.decimal == '.' else '.'}' for grouped digits"
+    sep_hint = f" (decimal {options.decimal!r}, thousands {options.thousands or 'none'!r}; {advice})"
     error = (
         pl.when(stripped.is_null() | (stripped == ""))
         .then(pl.lit("empty amount"))
