@@ -33,17 +33,20 @@ def rank(candidates: pl.DataFrame, order: list[tuple[str, bool]]) -> pl.DataFram
     return candidates.sort(columns, descending=descending, nulls_last=True).with_row_index("_rank")
 
 
-def assign_pairs(candidates: pl.DataFrame) -> pl.DataFrame:
+def assign_pairs(
+    candidates: pl.DataFrame, *, max_rounds: int = _MAX_ROUNDS, sequential_below: int = _SEQUENTIAL_BELOW
+) -> pl.DataFrame:
     """Choose 1:1 pairs from ranked candidates (columns left_id, right_id, _rank).
 
-    Returns the chosen rows (all columns kept), sorted by `_rank`.
+    Returns the chosen rows (all columns kept), sorted by `_rank`. `max_rounds` and
+    `sequential_below` only move the switch to the sequential loop; the result is the same.
     """
     remaining = candidates
     chosen: list[pl.DataFrame] = []
-    for _ in range(_MAX_ROUNDS):
+    for _ in range(max_rounds):
         if remaining.height == 0:
             break
-        if remaining.height < _SEQUENTIAL_BELOW:
+        if remaining.height < sequential_below:
             chosen.append(_greedy_pairs(remaining))
             remaining = remaining.clear()
             break
@@ -81,7 +84,13 @@ def _greedy_pairs(candidates: pl.DataFrame) -> pl.DataFrame:
     return ordered[keep] if keep else ordered.clear()
 
 
-def assign_hyperedges(members: pl.DataFrame, ranks: pl.DataFrame) -> pl.Series:
+def assign_hyperedges(
+    members: pl.DataFrame,
+    ranks: pl.DataFrame,
+    *,
+    max_rounds: int = _MAX_ROUNDS,
+    sequential_below: int = _SEQUENTIAL_BELOW // 4,
+) -> pl.Series:
     """Choose non-overlapping candidates that each use several records (groups).
 
     `members`: one row per (cand, side, id) a candidate uses; `ranks`: (cand, _rank), one row per
@@ -90,10 +99,10 @@ def assign_hyperedges(members: pl.DataFrame, ranks: pl.DataFrame) -> pl.Series:
     """
     members = members.join(ranks, on="cand")
     chosen: list[pl.Series] = []
-    for _ in range(_MAX_ROUNDS):
+    for _ in range(max_rounds):
         if members.height == 0:
             break
-        if members.get_column("cand").n_unique() < _SEQUENTIAL_BELOW // 4:
+        if members.get_column("cand").n_unique() < sequential_below:
             break
         best = members.with_columns(_best=pl.col("_rank").min().over("side", "id"))
         winners = (

@@ -18,11 +18,16 @@ query record whose candidate count passes the cap is reported as skipped rather 
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 import polars as pl
 
 from app.engine.rules import Tolerance
+
+EXPLODE = {"empty_as_null": False} if "empty_as_null" in inspect.signature(pl.DataFrame.explode).parameters else {}
+"""Keyword for ``explode``: an empty list gives no row (the polars 2 default, stated so that
+polars 1.x behaves the same and does not warn)."""
 
 _MAX_ENUMERATED_TOLERANCE = 16
 """Tolerances up to this many minor units are searched one exact amount at a time."""
@@ -258,7 +263,7 @@ def _band_one_currency(
     spans = spans.with_columns(total=(pl.col("hi") - pl.col("lo")).sum().over("q_id"))
     skipped = spans.filter(pl.col("total") > max_candidates).get_column("q_id").unique().sort()
     spans = spans.filter(pl.col("total") <= max_candidates)
-    exploded = spans.select("q_id", pl.int_ranges("lo", "hi").alias("pos")).explode("pos")
+    exploded = spans.select("q_id", pl.int_ranges("lo", "hi").alias("pos")).explode("pos", **EXPLODE)
     pairs = exploded.select("q_id", i_id=ix.get_column("id").gather(exploded.get_column("pos")))
     if extra.height:
         pairs = pl.concat([pairs, extra])
@@ -283,6 +288,6 @@ def day_window_join(
         query, index = query.drop_nulls(on), index.drop_nulls(on)
     shifted = query.with_columns(
         _day=pl.int_ranges(pl.col("d") - window, pl.col("d") + window + 1, dtype=pl.Int32)
-    ).explode("_day")
+    ).explode("_day", **EXPLODE)
     index = index.with_columns(_day=pl.col("d"))
     return shifted.join(index, on=[*keys, "_day"], how="inner", suffix="_r").drop("_day")

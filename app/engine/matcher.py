@@ -18,6 +18,7 @@ import polars as pl
 
 from app.engine.assignment import assign_hyperedges, assign_pairs, rank
 from app.engine.candidates import (
+    EXPLODE,
     allowed_delta,
     band_join,
     day_window_join,
@@ -349,7 +350,7 @@ def _group_rule(
                 "cand",
                 side=pl.when(pl.col("one_side") == "left").then(pl.lit("right")).otherwise(pl.lit("left")),
                 id=pl.col("many_ids"),
-            ).explode("id"),
+            ).explode("id", **EXPLODE),
         ]
     ).with_columns(pl.col("cand").cast(pl.Int64))
     unique = (
@@ -544,7 +545,7 @@ def _subset_groups(
 
 def _links(groups: pl.DataFrame) -> pl.DataFrame:
     """Groups as (left_id, right_id, status) links, one per member."""
-    exploded = groups.select("status", "one_side", "one_id", "many_ids").explode("many_ids")
+    exploded = groups.select("status", "one_side", "one_id", "many_ids").explode("many_ids", **EXPLODE)
     one_left = pl.col("one_side") == "left"
     return exploded.select(
         left_id=pl.when(one_left).then(pl.col("one_id")).otherwise(pl.col("many_ids")),

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from app.engine.candidates import EXPLODE
+
 PAIRS_SCHEMA = pl.Schema(
     {
         "left_id": pl.Int64,
@@ -110,7 +112,7 @@ class MatchResult:
     def group_links(self) -> pl.DataFrame:
         """Groups in long form: one row per (group_id, left_id, right_id) link, for storage."""
         exploded = self.groups.select("group_id", "rule", "status", "one_side", "one_id", "many_ids").explode(
-            "many_ids"
+            "many_ids", **EXPLODE
         )
         one_left = pl.col("one_side") == "left"
         return exploded.select(
