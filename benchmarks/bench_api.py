@@ -92,6 +92,7 @@ def measure(client: httpx.Client, n: int) -> dict[str, float]:
     summary = state["summary"]
     return {"total": t_done - t0, "upload": t_upload - t0, "run": t_done - t_upload,
             "match": summary.get("match_seconds", 0.0), "job": summary.get("seconds", 0.0),
+            "load": summary.get("load_seconds", 0.0), "store": summary.get("store_seconds", 0.0),
             "rate": summary.get("match_rate_with_suggested", 0.0), "left_bytes": len(left), "right_bytes": len(right)}
 
 
@@ -137,14 +138,15 @@ def main() -> int:
                 except httpx.HTTPError:
                     pass
                 time.sleep(0.1)
-        print(f"{'size':>17} {'total s':>8} {'target':>7} {'upload':>7} {'run':>6} {'match':>6} {'rate':>6}  verdict")
+        print(f"{'size':>17} {'total s':>8} {'target':>7} {'upload':>7} {'run':>6} {'job':>6} {'load':>6} {'match':>6} {'store':>6} {'rate':>6}  verdict")
         with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=300) as client:
             for n in sizes:
                 best = min((measure(client, n) for _ in range(args.repeat)), key=lambda m: m["total"])
                 target = TARGETS.get(n)
                 verdict = "" if target is None else ("OK" if best["total"] <= target else "OVER TARGET")
                 print(f"{n:>7} x {n:<7} {best['total']:8.2f} {target if target else '-':>7} {best['upload']:7.2f} "
-                      f"{best['run']:6.2f} {best['match']:6.2f} {best['rate']:6.1%}  {verdict}", flush=True)
+                      f"{best['run']:6.2f} {best['job']:6.2f} {best['load']:6.2f} {best['match']:6.2f} {best['store']:6.2f} "
+                      f"{best['rate']:6.1%}  {verdict}", flush=True)
     finally:
         for p in procs:
             p.terminate()

@@ -192,6 +192,7 @@ def handle(ctx: JobContext) -> None:
         raise PermanentJobError(f"run {run_id}: invalid rules: {exc}") from exc
 
     ctx.progress("load", 0, 0, force=True)
+    t_load = time.perf_counter()
     with ctx.db.primary() as conn:
         pinned = [] if dry_run else _pinned(conn, prev_run)
         exclude = {rid for m in pinned for rid in m["records"]}
@@ -201,6 +202,7 @@ def handle(ctx: JobContext) -> None:
     ctx.check()
     ctx.progress("match", 0, total, force=True)
     t_match = time.perf_counter()
+    load_seconds = t_match - t_load
     try:
         result = match(left, right, rules)
     except ValueError as exc:  # InvalidRecords and rule errors: retrying will not help
@@ -221,7 +223,9 @@ def handle(ctx: JobContext) -> None:
         "amounts": result.summary.to_dicts(),
         "rules": result.rule_stats.to_dicts(),
         "match_seconds": round(match_seconds, 3),
+        "load_seconds": round(load_seconds, 3),
     }
+    t_store = time.perf_counter()
     with ctx.db.primary() as conn:
         with conn.transaction():
             # Serialises with a concurrent DELETE of the reconciliation (which locks its runs first).
@@ -230,6 +234,7 @@ def handle(ctx: JobContext) -> None:
             if not dry_run:
                 store_result(conn, run_id, recon_id, result, {"left": left, "right": right})
                 _copy_pinned(conn, run_id, recon_id, pinned)
+            summary["store_seconds"] = round(time.perf_counter() - t_store, 3)
             summary["seconds"] = round(time.perf_counter() - started, 3)
             conn.execute("UPDATE runs SET status = 'succeeded', finished_at = now(), summary = %s WHERE id = %s",
                          (json.dumps(summary), run_id))

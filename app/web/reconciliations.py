@@ -105,7 +105,7 @@ def delete_reconciliation(recon_id: int, request: Request, db: Database = Depend
                                            (recon_id,))]
         conn.execute("DELETE FROM discrepancies WHERE run_id = ANY(%s)", (runs,))
         conn.execute("DELETE FROM match_items WHERE run_id = ANY(%s)", (runs,))
-        conn.execute("DELETE FROM matches WHERE reconciliation_id = %s", (recon_id,))
+        conn.execute("DELETE FROM matches WHERE run_id = ANY(%s)", (runs,))
         conn.execute("DELETE FROM records WHERE reconciliation_id = %s", (recon_id,))
         conn.execute("DELETE FROM reconciliations WHERE id = %s", (recon_id,))
         audit(conn, request, who, "reconciliation.delete", "reconciliation", recon_id, before=rec)
