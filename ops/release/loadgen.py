@@ -27,6 +27,7 @@ import time
 import urllib.parse
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Callable
 
 import httpx
 
@@ -125,11 +126,14 @@ def run_load(base_url: str, *, requests: int, duration_s: float, concurrency: in
              paths: list[str] | tuple[str, ...] = ("/ready",), headers: dict[str, str] | None = None,
              cafile: str | None = None, rate_per_s: float | None = None, keepalive: bool = False,
              timeout_s: float = 10.0, stop: threading.Event | None = None,
-             method: str = "GET", json_body: dict | None = None) -> LoadResult:
+             method: str = "GET", json_body: dict | None = None,
+             on_response: Callable[[httpx.Response], None] | None = None) -> LoadResult:
     """Send at most ``requests`` requests within at most ``duration_s`` seconds, then return.
 
     ``rate_per_s`` paces the requests evenly (so a short load spans a switch); without it the
     ``concurrency`` threads send as fast as they are answered. ``stop`` ends the run early.
+    ``on_response`` sees every answer (e.g. to keep the ids a write returned); it runs in the
+    load threads and must be quick and thread-safe.
     """
     if not 1 <= requests <= MAX_REQUESTS:
         raise LoadError(f"requests={requests!r}; allowed 1..{MAX_REQUESTS}")
@@ -174,6 +178,8 @@ def run_load(base_url: str, *, requests: int, duration_s: float, concurrency: in
                     resp = client.request(method, path, json=json_body)
                     s = Sample(now - t0, time.monotonic() - now, resp.status_code,
                                resp.headers.get("x-recon-slot"), resp.headers.get("x-recon-version"), None)
+                    if on_response is not None:
+                        on_response(resp)
                 except httpx.HTTPError as exc:
                     s = Sample(now - t0, time.monotonic() - now, None, None, None, type(exc).__name__)
                 with lock:
