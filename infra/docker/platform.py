@@ -208,7 +208,8 @@ class DockerPlatform(Platform):
                 log_driver="json-file", log_opts=LOG_OPTS,
                 labels=[docker.ContainerLabelArgs(label=k, value=v) for k, v in sorted({
                     "recon.stack": self.spec.name, "recon.component": w.component, "recon.role": w.role,
-                    "recon.workload": w.name, **w.labels}.items())],
+                    "recon.workload": w.name, **w.labels,
+                    **{f"recon.policy.exempt.{rule}": why for rule, why in w.exemptions.items()}}.items())],
                 opts=opts)
             self.container_names[member] = self.cname(member)
             containers.append(container)

@@ -1,0 +1,1 @@
+"""Pulumi programs under the mock runtime, their policies and their manifests."""
