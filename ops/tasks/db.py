@@ -45,14 +45,30 @@ def _reachable(driver, proc: str) -> bool:
         return False
 
 
+def _in_recovery(driver, proc: str) -> bool:
+    try:
+        return bool(_pg(driver, proc, "SELECT pg_is_in_recovery()")[0][0])
+    except Exception:  # noqa: BLE001 - unreachable: do not guess
+        return False
+
+
+def _unfence(driver, run, st, old: str, old_data: str) -> None:
+    """Nothing was promoted: undo the fence so the old primary serves again (nothing half-done)."""
+    progress(f"failover aborted before promotion: restarting {old} as the primary")
+    run.notes["decision"] = f"aborted before promotion; {old} unfenced and restarted"
+    driver.inventory.get(old).executor.run(f"rm -f {old_data}/standby.signal")
+    driver.apply(st, "db.failover")
+    driver.target().supervisor.start(old)
+
+
 def _lsn(text: str) -> int:
     hi, lo = text.split("/")
     return (int(hi, 16) << 32) + int(lo, 16)
 
 
 def _pgbin(name: str) -> str:
-    from infra.local.processes import binary
-    return binary(name)
+    from infra.local.processes import PG_BIN
+    return str(PG_BIN / name)
 
 
 @task(help={"to": "replica to promote (default: the first streaming replica)", "stack": STACK_HELP,
@@ -127,13 +143,17 @@ def failover(c, to=None, stack=None, dry_run=False, yes=False):
                     raise RuntimeError(f"{new} replayed up to {replayed}, short of {old}'s shutdown checkpoint "
                                        f"{m.group(1)} after 15s; not promoting (no acknowledged write may be lost)")
                 time.sleep(0.1)
-        run.step(f"check {new} replayed {old}'s last WAL", f"pg_controldata -D {old_data}; "
-                 f"SELECT pg_last_wal_replay_lsn() on {new} until >= the shutdown checkpoint", caught_up)
-
-        # 3. promote
-        run.step(f"promote {new}", f"pg_ctl promote -w -t 30 -D {new_data}   # as the service user",
-                 lambda: pg_ex.run([_pgbin("pg_ctl"), "promote", "-w", "-t", "30", "-D", new_data], timeout=60),
-                 destructive=True)
+        try:
+            run.step(f"check {new} replayed {old}'s last WAL", f"pg_controldata -D {old_data}; "
+                     f"SELECT pg_last_wal_replay_lsn() on {new} until >= the shutdown checkpoint", caught_up)
+            # 3. promote
+            run.step(f"promote {new}", f"pg_ctl promote -w -t 30 -D {new_data}   # as the service user",
+                     lambda: pg_ex.run([_pgbin("pg_ctl"), "promote", "-w", "-t", "30", "-D", new_data], timeout=60),
+                     destructive=True)
+        except BaseException:
+            if not dry_run and alive and _in_recovery(driver, new):
+                _unfence(driver, run, st, old, old_data)
+            raise
         promoted = fenced.model_copy(deep=True)
         promoted.postgres.primary = new
         run.step("record the new primary", f"release.json postgres.primary = {new}",

@@ -272,6 +272,10 @@ def redis_master_killed(stack: ThrowawayStack) -> dict:
         time.sleep(3)
         t_kill = bg.now()
         kill_hard(stack, master_proc)
+        deadline = time.monotonic() + spec.redis.sentinel.down_after_ms / 1000 + 15
+        while _sentinel_master(stack)[1] == port and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(4)  # keep the load and the writes going after the promotion
     stop.set()
     jobs.join(timeout=30)
     r = bg.result
