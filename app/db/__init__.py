@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Iterator
 
 import psycopg
@@ -25,6 +26,10 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from app.settings import Settings, redact_dsn
 
 log = logging.getLogger(__name__)
+
+
+REPLICA_RETRY_SECONDS = 10.0
+"""After a failed replica connection, reads go to the primary for this long."""
 
 
 class DatabaseUnavailable(RuntimeError):
@@ -57,6 +62,7 @@ class Database:
                 name=f"{name}-replica", timeout=settings.db_connect_timeout,
             )
         self._dsn_shown = redact_dsn(dsn)
+        self._replica_down_until = 0.0
 
     def open(self, wait: bool = False) -> "Database":
         self._primary.open(wait=wait, timeout=self.settings.db_connect_timeout if wait else 30)
@@ -88,13 +94,20 @@ class Database:
 
     @contextlib.contextmanager
     def reader(self, timeout: float | None = None) -> Iterator[psycopg.Connection]:
-        """A connection for read-only queries: the replica when configured and reachable."""
-        if self._replica is not None:
+        """A connection for read-only queries: the replica when configured and reachable.
+
+        Trap: an error raised *inside* the block (a query failing on the replica) is not
+        retried on the primary; only failing to get a replica connection falls back.
+        """
+        if self._replica is not None and time.monotonic() >= self._replica_down_until:
             try:
                 cm = self._replica.connection(timeout=timeout or 1.0)
                 conn = cm.__enter__()
             except (PoolTimeout, psycopg.OperationalError) as exc:
-                log.warning("replica unavailable, reading from primary", extra={"error": str(exc)})
+                # Circuit breaker: do not make every read wait for a dead replica.
+                self._replica_down_until = time.monotonic() + REPLICA_RETRY_SECONDS
+                log.warning("replica unavailable, reading from primary",
+                            extra={"error": str(exc), "retry_in": REPLICA_RETRY_SECONDS})
             else:
                 try:
                     yield conn
@@ -106,6 +119,11 @@ class Database:
                 return
         with self.primary(timeout) as conn:
             yield conn
+
+    @property
+    def uses_replica(self) -> bool:
+        """True when reads currently go to the replica (configured and not tripped)."""
+        return self._replica is not None and time.monotonic() >= self._replica_down_until
 
     def ping(self, timeout: float = 2.0) -> None:
         """Raise :class:`DatabaseUnavailable` unless ``SELECT 1`` succeeds on the primary."""

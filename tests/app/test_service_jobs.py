@@ -216,3 +216,34 @@ def _try_ping(cache) -> bool:  # type: ignore[no-untyped-def]
         return True
     except CacheUnavailable:
         return False
+
+
+def test_worker_serves_business_metrics(app_client: TestClient, db: psycopg.Connection, workers,  # type: ignore[no-untyped-def]
+                                        as_operator: dict[str, str], wait_run) -> None:  # type: ignore[no-untyped-def]
+    import httpx
+
+    from app.testing import free_port
+
+    port = free_port()
+    workers.stop_all()
+    _, proc = workers.start(env={"RECON_WORKER_METRICS_PORT": str(port)})
+    try:
+        recon = seed(db, 50)
+        run = app_client.post(f"/api/v1/reconciliations/{recon}/runs", headers=as_operator).json()
+        assert wait_run(app_client, run["id"], as_operator)["status"] == "succeeded"
+        text = wait_for(lambda: _scrape(httpx, port), 10, "the worker's metrics endpoint")
+        assert 'recon_reconciliations_total{outcome="succeeded"} 1.0' in text
+        assert "recon_records_processed_total 100.0" in text
+        assert "recon_match_rate 1.0" in text
+        assert "recon_reconciliation_duration_seconds_count 1.0" in text
+        assert 'recon_jobs_claimed_total{reclaimed="false"} 1.0' in text
+    finally:
+        proc.stop()
+        workers.ensure()
+
+
+def _scrape(httpx, port: int) -> str | None:  # type: ignore[no-untyped-def]
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=1).text
+    except httpx.HTTPError:
+        return None
