@@ -74,11 +74,14 @@ def measure(client: httpx.Client, n: int) -> dict[str, float]:
     left, right = generate(n)
     recon = client.post("/api/v1/reconciliations", json={"name": f"bench {n}"}).raise_for_status().json()["id"]
     t0 = time.perf_counter()
+    parse = store = 0.0
     for side, data in (("left", left), ("right", right)):
         r = client.post(f"/api/v1/reconciliations/{recon}/imports", data={"side": side},
                         files={"file": (f"{side}.csv", data, "text/csv")})
         if r.status_code != 201:
             raise SystemExit(f"upload {side} failed: {r.status_code} {r.text[:2000]}")
+        parse += r.json()["timings"]["parse_seconds"]
+        store += r.json()["timings"]["store_seconds"]
     t_upload = time.perf_counter()
     run = client.post(f"/api/v1/reconciliations/{recon}/runs", json={}).raise_for_status().json()
     while True:
@@ -90,7 +93,7 @@ def measure(client: httpx.Client, n: int) -> dict[str, float]:
     if state["status"] != "succeeded":
         raise SystemExit(f"run failed: {state.get('error')}")
     summary = state["summary"]
-    return {"total": t_done - t0, "upload": t_upload - t0, "run": t_done - t_upload,
+    return {"total": t_done - t0, "upload": t_upload - t0, "parse": parse, "copy": store, "run": t_done - t_upload,
             "match": summary.get("match_seconds", 0.0), "job": summary.get("seconds", 0.0),
             "load": summary.get("load_seconds", 0.0), "store": summary.get("store_seconds", 0.0),
             "rate": summary.get("match_rate_with_suggested", 0.0), "left_bytes": len(left), "right_bytes": len(right)}
@@ -138,13 +141,13 @@ def main() -> int:
                 except httpx.HTTPError:
                     pass
                 time.sleep(0.1)
-        print(f"{'size':>17} {'total s':>8} {'target':>7} {'upload':>7} {'run':>6} {'job':>6} {'load':>6} {'match':>6} {'store':>6} {'rate':>6}  verdict")
+        print(f"{'size':>17} {'total s':>8} {'target':>7} {'upload':>7} {'parse':>6} {'copy':>6} {'run':>6} {'job':>6} {'load':>6} {'match':>6} {'store':>6} {'rate':>6}  verdict")
         with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=300) as client:
             for n in sizes:
                 best = min((measure(client, n) for _ in range(args.repeat)), key=lambda m: m["total"])
                 target = TARGETS.get(n)
                 verdict = "" if target is None else ("OK" if best["total"] <= target else "OVER TARGET")
-                print(f"{n:>7} x {n:<7} {best['total']:8.2f} {target if target else '-':>7} {best['upload']:7.2f} "
+                print(f"{n:>7} x {n:<7} {best['total']:8.2f} {target if target else '-':>7} {best['upload']:7.2f} {best['parse']:6.2f} {best['copy']:6.2f} "
                       f"{best['run']:6.2f} {best['job']:6.2f} {best['load']:6.2f} {best['match']:6.2f} {best['store']:6.2f} "
                       f"{best['rate']:6.1%}  {verdict}", flush=True)
     finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import time
 from typing import Any, Literal
 
 import polars as pl
@@ -214,7 +215,9 @@ def _store_upload(svc: Services, request: Request, who: Principal, recon_id: int
     if existing is not None:
         raise _duplicate(existing, filename)
     try:
+        t_parse = time.perf_counter()
         result = importers.parse(data, filename=filename, side=side, options=options)
+        parse_seconds = time.perf_counter() - t_parse
     except importers.UnsupportedFormat as exc:
         raise _reject(415, "unsupported", {"detail": str(exc)}) from exc
     except importers.ImportRejected as exc:
@@ -224,6 +227,7 @@ def _store_upload(svc: Services, request: Request, who: Principal, recon_id: int
                  "closing_minor": b.closing_minor, "lines_minor": b.lines_minor, "line_count": b.line_count,
                  "checked": b.checked} for b in result.balances]
     frame = result.records
+    t_store = time.perf_counter()
     with db.primary() as conn:
         with conn.transaction():
             row = conn.execute(
@@ -242,9 +246,11 @@ def _store_upload(svc: Services, request: Request, who: Principal, recon_id: int
             audit(conn, request, who, "import.create", "import", imp["id"],
                   after={k: imp[k] for k in ("reconciliation_id", "side", "filename", "format", "content_sha256",
                                              "size_bytes", "record_count")})
+    imp["timings"] = {"parse_seconds": round(parse_seconds, 3), "store_seconds": round(time.perf_counter() - t_store, 3)}
     metrics.UPLOADS.labels("success").inc()
     metrics.RECORDS_IMPORTED.labels(side).inc(frame.height)
-    log.info("import stored", extra={"import_id": imp["id"], "records": frame.height, "format": result.format})
+    log.info("import stored", extra={"import_id": imp["id"], "records": frame.height, "format": result.format,
+                                     **imp["timings"]})
     return imp
 
 
