@@ -156,7 +156,8 @@ def resolve(value: Any, timeout: float = DEFAULT_TIMEOUT_S) -> Any:
     out = pulumi.Output.from_input(value)
 
     async def wait() -> Any:
-        return await asyncio.wait_for(out.future(), timeout)
+        # shield: a timeout must not cancel the runtime's own task (the next run would trip on it)
+        return await asyncio.wait_for(asyncio.shield(out.future()), timeout)
 
     try:
         return _sync_await(wait())
@@ -168,7 +169,7 @@ def is_secret(value: Any, timeout: float = DEFAULT_TIMEOUT_S) -> bool:
     out = pulumi.Output.from_input(value)
 
     async def wait() -> bool:
-        return await asyncio.wait_for(out.is_secret(), timeout)
+        return await asyncio.wait_for(asyncio.shield(out.is_secret()), timeout)
 
     try:
         return _sync_await(wait())

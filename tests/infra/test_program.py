@@ -10,7 +10,7 @@ import sys
 import pulumi
 import pytest
 from pulumi.runtime import mocks as pmocks
-from pulumi.runtime.sync_await import _sync_await
+from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
 
 from infra.components.offline import RecordingMocks, Unresolved, _Monitor, is_secret, resolve
 from infra.components.stack import UnsupportedTarget, platform_class
@@ -135,12 +135,14 @@ def test_non_secret_outputs_carry_no_secret(any_stack):
 
 
 def test_resolve_fails_closed_on_an_output_that_never_resolves():
-    loop = asyncio.new_event_loop()
+    loop = _ensure_event_loop()  # the loop Pulumi's runtime awaits on
     never: asyncio.Future = loop.create_future()
-    out = pulumi.Output(resources=set(), future=never, is_known=never, is_secret=never)
-    asyncio.set_event_loop(loop)
+    known: asyncio.Future = loop.create_future()
+    known.set_result(True)
+    out = pulumi.Output(resources=set(), future=never, is_known=known, is_secret=known)
     with pytest.raises(Unresolved):
         resolve(out, timeout=0.2)
+    never.set_result(None)  # let the runtime's bookkeeping finish cleanly
 
 
 # -- the entry point -----------------------------------------------------------------------
