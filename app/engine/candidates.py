@@ -48,7 +48,9 @@ def normalise_text(expr: pl.Expr, mode: str) -> pl.Expr:
         out = expr
     else:  # pragma: no cover - guarded by the pydantic Literal
         raise ValueError(f"unknown normalisation {mode!r}; allowed: alnum, casefold, exact")
-    return pl.when(out.str.len_bytes() > 0).then(out)
+    # replace() rather than when(len > 0).then(out): the latter evaluates `out` (two string
+    # passes with a regex) twice on an eager frame
+    return out.replace("", None)
 
 
 def prepare(records: pl.DataFrame, currencies: list[str]) -> pl.DataFrame:
@@ -121,7 +123,8 @@ def key_join(
 
     def narrow(frame: pl.DataFrame) -> pl.DataFrame:
         frame = frame.drop_nulls(on).select("id", *carry, "currency", *hashes)
-        if max_key_repeats is not None and frame.get_column("_h").n_unique() < frame.height:
+        # height - n_unique bounds how often any key can repeat: usually no counting is needed
+        if max_key_repeats is not None and frame.height - frame.get_column("_h").n_unique() >= max_key_repeats:
             counts = frame.group_by("_h").len().filter(pl.col("len") > max_key_repeats)
             if counts.height:
                 frame = frame.join(counts.select("_h"), on="_h", how="anti")
@@ -153,6 +156,7 @@ def band_join(
     tolerances: pl.DataFrame,
     window: int,
     max_candidates: int,
+    overflow: str = "skip",
 ) -> BandResult:
     """Pairs with equal currency, |amount delta| within the band and |day delta| <= `window`.
 
@@ -160,7 +164,14 @@ def band_join(
     :func:`tolerance_columns`. Dates are exact; amounts are exact for absolute tolerances and
     a slight superset for relative ones (the band is computed generously from the query
     amount), so the caller filters with :func:`allowed_delta`.
+
+    A query record with more than `max_candidates` candidates is, with ``overflow="skip"``,
+    reported in `skipped` and gets none; with ``overflow="nearest"`` it keeps the
+    `max_candidates` closest in amount (then day, then id). "nearest" suits rules that decide
+    on something else (text similarity); "skip" suits rules for which a crowd means ambiguity.
     """
+    if overflow not in ("skip", "nearest"):
+        raise ValueError(f"overflow must be 'skip' or 'nearest', got {overflow!r}")
     pieces: list[pl.DataFrame] = []
     skipped: list[pl.Series] = []
     currencies = sorted(
@@ -171,7 +182,7 @@ def band_join(
         q = query.filter(pl.col("currency") == currency).select("id", "amount", "d")
         ix = index.filter(pl.col("currency") == currency).select("id", "amount", "d")
         tol = tolerances.filter(pl.col("currency") == currency).row(0, named=True)
-        piece, skip = _band_one_currency(q, ix, tol, window, max_candidates)
+        piece, skip = _band_one_currency(q, ix, tol, window, max_candidates, overflow)
         pieces.append(piece)
         skipped.append(skip)
     if not pieces:
@@ -185,7 +196,7 @@ minor units, eleven billion euros) fits; larger records fall back to an exact-am
 
 
 def _band_one_currency(
-    q: pl.DataFrame, ix: pl.DataFrame, tol: dict, window: int, max_candidates: int
+    q: pl.DataFrame, ix: pl.DataFrame, tol: dict, window: int, max_candidates: int, overflow: str = "skip"
 ) -> tuple[pl.DataFrame, pl.Series]:
     """Band join within one currency by binary search over a composite sort key.
 
@@ -241,7 +252,8 @@ def _band_one_currency(
             centre = (part.get_column("amount") + offset) * shift + part.get_column("dd")
             lo = index_key.search_sorted(centre - window, side="left")
             hi = index_key.search_sorted(centre + window, side="right")
-            ranges.append(pl.DataFrame({"q_id": part.get_column("id"), "lo": lo, "hi": hi}))
+            mid = index_key.search_sorted(centre, side="left")
+            ranges.append(pl.DataFrame({"q_id": part.get_column("id"), "lo": lo, "hi": hi, "mid": mid}))
     else:
         shift = 1 << _AMOUNT_BITS
         bias = 1 << (_AMOUNT_BITS - 1)
@@ -252,19 +264,41 @@ def _band_one_currency(
             day = (q.get_column("dd") + offset) * shift
             lo = index_key.search_sorted(day + (amount - qband + bias).clip(0, shift - 1), side="left")
             hi = index_key.search_sorted(day + (amount + qband + bias).clip(0, shift - 1), side="right")
-            ranges.append(pl.DataFrame({"q_id": q.get_column("id"), "lo": lo, "hi": hi}))
+            mid = index_key.search_sorted(day + (amount + bias).clip(0, shift - 1), side="left")
+            ranges.append(pl.DataFrame({"q_id": q.get_column("id"), "lo": lo, "hi": hi, "mid": mid}))
     if not ranges:
         return (extra if extra.height else empty), pl.Series("id", [], pl.Int64)
     spans = (
         pl.concat(ranges)
-        .with_columns(pl.col("lo").cast(pl.Int64), pl.col("hi").cast(pl.Int64))
+        .with_columns(pl.col("lo").cast(pl.Int64), pl.col("hi").cast(pl.Int64), pl.col("mid").cast(pl.Int64))
         .filter(pl.col("hi") > pl.col("lo"))
     )
     spans = spans.with_columns(total=(pl.col("hi") - pl.col("lo")).sum().over("q_id"))
-    skipped = spans.filter(pl.col("total") > max_candidates).get_column("q_id").unique().sort()
-    spans = spans.filter(pl.col("total") <= max_candidates)
+    crowded = pl.col("total") > max_candidates
+    if overflow == "skip":
+        skipped = spans.filter(crowded).get_column("q_id").unique().sort()
+        spans = spans.filter(~crowded)
+    else:
+        # each range is sorted by closeness along its own axis around `mid`: clip it to the
+        # max_candidates positions either side, expand, then keep the closest overall
+        skipped = pl.Series("q_id", [], pl.Int64)
+        spans = spans.with_columns(
+            lo=pl.when(crowded).then(pl.max_horizontal("lo", pl.col("mid") - max_candidates)).otherwise("lo"),
+            hi=pl.when(crowded).then(pl.min_horizontal("hi", pl.col("mid") + max_candidates)).otherwise("hi"),
+        )
     exploded = spans.select("q_id", pl.int_ranges("lo", "hi").alias("pos")).explode("pos", **EXPLODE)
     pairs = exploded.select("q_id", i_id=ix.get_column("id").gather(exploded.get_column("pos")))
+    if overflow == "nearest" and pairs.height:
+        positions = exploded.get_column("pos")
+        closeness = pairs.with_columns(
+            _ia=ix.get_column("amount").gather(positions), _id=ix.get_column("d").gather(positions)
+        ).join(q.select(pl.col("id").alias("q_id"), _qa="amount", _qd="d"), on="q_id")
+        pairs = (
+            closeness.with_columns(_da=(pl.col("_ia") - pl.col("_qa")).abs(), _dd=(pl.col("_id") - pl.col("_qd")).abs())
+            .sort("q_id", "_da", "_dd", "i_id")
+            .filter(pl.int_range(pl.len()).over("q_id") < max_candidates)
+            .select("q_id", "i_id")
+        )
     if extra.height:
         pairs = pl.concat([pairs, extra])
     return pairs, skipped.rename("id")

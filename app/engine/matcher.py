@@ -151,7 +151,8 @@ def _pair_rule(
         cands = joined.select(_pair_select())
     else:
         band = band_join(
-            work_left, work_right, tolerances=tolerances, window=window, max_candidates=rule.max_candidates
+            work_left, work_right, tolerances=tolerances, window=window, max_candidates=rule.max_candidates,
+            overflow="nearest" if isinstance(rule, FuzzyRule) else "skip",
         )
         stat["skipped_ambiguous"] = band.skipped.len()
         cands = (
@@ -160,9 +161,10 @@ def _pair_rule(
             .rename({"q_id": "id", "i_id": "id_r"})
             .select(_pair_select())
         )
-        # a right record with too many candidates is as ambiguous as a left one
+        # a right record with too many candidates is as ambiguous as a left one (for the keyless
+        # rule; the fuzzy rule lets text similarity decide among the nearest)
         crowded = cands.group_by("right_id").len().filter(pl.col("len") > rule.max_candidates)
-        if crowded.height:
+        if crowded.height and not isinstance(rule, FuzzyRule):
             stat["skipped_ambiguous"] = stat["skipped_ambiguous"] + crowded.height  # type: ignore[operator]
             cands = cands.join(crowded.select("right_id"), on="right_id", how="anti")
 
@@ -636,7 +638,7 @@ def _discrepancies(
         parts.append(
             refs.filter(
                 normalise_text(pl.col("left_ref"), "alnum") != normalise_text(pl.col("right_ref"), "alnum")
-            ).select(
+            ).sort("left_id").select(
                 *base, field=pl.lit("reference"), left_value="left_ref", right_value="right_ref",
                 delta=pl.lit(None, dtype=pl.Int64),
             )
@@ -669,6 +671,7 @@ def _discrepancies(
             pl.lit("up to "),
             (pl.col("booking_date") + pl.duration(days=pl.col("date_delta_days") * direction)).cast(pl.Utf8),
         )
+        one = one.sort("group_id")
         parts += [
             one.filter(pl.col("amount_delta_minor") != 0).select(
                 *gbase,
@@ -685,8 +688,9 @@ def _discrepancies(
                 delta=pl.col("date_delta_days"),
             ),
         ]
-    out = pl.concat([part.select(list(DISCREPANCIES_SCHEMA)).cast(dict(DISCREPANCIES_SCHEMA)) for part in parts])
-    return out.sort("group_id", "left_id", "right_id", "field", nulls_last=True)
+    # parts are each in left_id (or group_id) order already; concatenating them is deterministic
+    # and spares a sort of a million rows with text columns
+    return pl.concat([part.select(list(DISCREPANCIES_SCHEMA)).cast(dict(DISCREPANCIES_SCHEMA)) for part in parts])
 
 
 def _summary(

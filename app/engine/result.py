@@ -61,7 +61,8 @@ DISCREPANCIES_SCHEMA = pl.Schema(
     }
 )
 """Fields that differ inside a match. For a pair both ids are set and group_id is null; for a
-group, group_id is set and only the single record's id is. `field` is one of amount (delta in
+group, group_id is set and only the single record's id is. Order: pairs by field (amount,
+booking_date, value_date, reference) and left_id, then groups by field and group_id. `field` is one of amount (delta in
 minor units), booking_date, value_date (delta in days), reference, counterparty (delta null).
 Reference and counterparty are listed only when both sides have one and they differ after
 normalisation."""

@@ -179,6 +179,8 @@ class FuzzyRule(_Rule):
 
     Similarity is rapidfuzz's `scorer` on the normalised text of `fields` (joined), in 0..1; a
     pair needs at least `min_similarity`. Its pairs are *suggested* by default: a person confirms.
+    A record with more than `max_candidates` candidates keeps the ones closest in amount (and
+    then date): unlike the keyless rule, a crowd is not ambiguity here, the text decides.
 
     The default scorer ``"balanced"`` is the mean of ``token_set_ratio`` and
     ``token_sort_ratio``. The trap it avoids: ``token_set_ratio`` alone scores 100 whenever one
@@ -211,16 +213,16 @@ Rule = Annotated[
 def default_rules() -> list[Rule]:
     """The rules an unconfigured reconciliation runs, most reliable first.
 
-    Keyed rules (reference, group by reference) run before keyless ones: otherwise a keyless
-    amount+date match can take one part of a split payment whose other parts share a reference,
-    and the group is lost. The keyless amount rule runs before the subset search, and fuzzy
-    (suggestions only) runs last.
+    Blocked rules run before the unblocked keyless one: reference, group by reference, and the
+    subset search among lines of the same counterparty. Otherwise a keyless amount+date match
+    takes one part of a split payment (small amounts collide often in a large month) and the
+    whole group is lost. Fuzzy (suggestions only) runs last.
     """
     return [
         ReferenceRule(),
         GroupRule(),
-        AmountDateRule(),
         SubsetSumRule(),
+        AmountDateRule(),
         FuzzyRule(tolerances={"*": Tolerance(relative=Decimal("0.02"))}),
     ]
 
