@@ -305,6 +305,8 @@ def start_run(recon_id: int, request: Request, body: RunIn | None = None, svc: S
     rec = get_reconciliation(db, recon_id)
     rules = body.rules.model_dump(mode="json") if body.rules else rec["rules"]
     with db.primary() as conn:
+        # Serialise concurrent run requests for one reconciliation (the in-progress check below).
+        conn.execute("SELECT id FROM reconciliations WHERE id = %s FOR UPDATE", (recon_id,))
         counts = dict(conn.execute("SELECT side, count(*) FROM imports WHERE reconciliation_id = %s GROUP BY side",
                                    (recon_id,)).fetchall())
         missing = [s for s in ("left", "right") if not counts.get(s)]

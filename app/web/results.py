@@ -15,6 +15,7 @@ import csv
 import datetime as dt
 import io
 import json
+import re
 from collections.abc import Iterator
 from typing import Any, Literal
 
@@ -89,9 +90,11 @@ def summary(recon_id: int, svc: Services = Depends(services), _: Principal = Dep
     db = svc.require_db()
     run_id = current_run(db, recon_id)
     with db.primary() as conn:
-        row = conn.execute("SELECT review_version, summary FROM runs WHERE id = %s", (run_id,)).fetchone()
-    version, run_summary = row if row else (0, None)
-    key = f"recon:summary:{run_id}:{version}"
+        row = conn.execute("SELECT review_version, summary, (SELECT coalesce(max(id), 0) FROM imports "
+                           "WHERE reconciliation_id = %s) FROM runs WHERE id = %s", (recon_id, run_id)).fetchone()
+    version, run_summary, last_import = row if row else (0, None, 0)
+    # Review actions bump review_version; a new upload adds unmatched records: both change the key.
+    key = f"recon:summary:{run_id}:{version}:{last_import}"
     cached = svc.cache.get_json(key)
     if cached is not None:
         return cached
@@ -254,12 +257,28 @@ def _export_rows(db: Database, view: str, params: dict[str, Any]) -> Iterator[li
                 yield out
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"^[+-]?\d+(\.\d+)?$")
+
+
+def safe_cell(value: Any) -> Any:
+    """Defuse spreadsheet formula injection (OWASP "CSV injection").
+
+    A counterparty named ``=HYPERLINK(...)`` in a bank file must not become a live formula when
+    an accountant opens the export: text starting with ``= + - @ TAB CR`` gets a leading ``'``.
+    Plain numbers written as text (``-12.50``) are left alone.
+    """
+    if isinstance(value, str) and value.startswith(_FORMULA_START) and not _NUMBER.match(value):
+        return "'" + value
+    return value
+
+
 def _csv_stream(header: list[str], rows: Iterator[list[Any]]) -> Iterator[bytes]:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\r\n")
     writer.writerow(header)
     for i, row in enumerate(rows, 1):
-        writer.writerow(["" if v is None else v for v in row])
+        writer.writerow(["" if v is None else safe_cell(v) for v in row])
         if i % 2000 == 0:
             yield buf.getvalue().encode()
             buf.seek(0)
@@ -277,7 +296,7 @@ def _xlsx_bytes(view: str, header: list[str], rows: Iterator[list[Any]]) -> byte
         if i > XLSX_MAX_ROWS:
             raise HTTPException(413, f"the {view} export has more than {XLSX_MAX_ROWS} rows, the XLSX sheet limit; "
                                 "use format=csv")
-        ws.append(row)
+        ws.append([safe_cell(v) for v in row])
     out = io.BytesIO()
     wb.save(out)
     return out.getvalue()

@@ -343,3 +343,25 @@ def test_delete_removes_every_row_of_a_reconciled_reconciliation(app_client: Tes
         "(SELECT count(*) FROM discrepancies WHERE run_id = %(run)s), "
         "(SELECT count(*) FROM imports WHERE reconciliation_id = %(r)s)", {"r": recon, "run": run["id"]}).fetchone()
     assert left == (0, 0, 0, 0, 0)
+
+
+def test_exports_defuse_spreadsheet_formulas(app_client: TestClient, as_operator: dict[str, str], workers,  # type: ignore[no-untyped-def]
+                                             wait_run) -> None:
+    from openpyxl import load_workbook
+
+    workers.ensure()
+    recon = app_client.post("/api/v1/reconciliations", json={"name": "csv injection"}, headers=as_operator).json()["id"]
+    evil = (b"date,reference,amount,currency,counterparty,description\n"
+            b"2026-03-01,,-5.00,EUR,\"=HYPERLINK(\"\"http://evil\"\",\"\"x\"\")\",@SUM(A1)\n")
+    upload(app_client, recon, as_operator, "left", evil, "evil.csv")
+    upload(app_client, recon, as_operator, "right", RIGHT, "r.csv")
+    run = app_client.post(f"/api/v1/reconciliations/{recon}/runs", headers=as_operator).json()
+    assert wait_run(app_client, run["id"], as_operator)["status"] == "succeeded"
+    url = f"/api/v1/reconciliations/{recon}/export"
+    rows = list(csv.DictReader(io.StringIO(app_client.get(url, headers=as_operator,
+                                                          params={"view": "unmatched", "side": "left"}).text)))
+    assert rows[0]["counterparty"] == "'=HYPERLINK(\"http://evil\",\"x\")"
+    assert rows[0]["description"] == "'@SUM(A1)" and rows[0]["amount"] == "-5.00"
+    book = app_client.get(url, headers=as_operator, params={"view": "unmatched", "side": "left", "format": "xlsx"})
+    cells = list(load_workbook(io.BytesIO(book.content))["unmatched"].iter_rows(min_row=2, values_only=True))[0]
+    assert "'=HYPERLINK(\"http://evil\",\"x\")" in cells and "'@SUM(A1)" in cells
