@@ -247,3 +247,11 @@ def _scrape(httpx, port: int) -> str | None:  # type: ignore[no-untyped-def]
         return httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=1).text
     except httpx.HTTPError:
         return None
+
+
+def test_worker_stops_cleanly_on_sigterm(workers) -> None:  # type: ignore[no-untyped-def]
+    name, proc = workers.start()
+    wait_for(lambda: '"worker started"' in proc.output(), 30, "the worker to start")
+    assert proc.stop(sig="term") == 0
+    assert '"worker stopped"' in proc.output()
+    workers.ensure()
