@@ -71,13 +71,28 @@ _MAX_INTEGER_DIGITS = 15
 
 @dataclass(frozen=True)
 class Table:
-    """What a tabular reader hands over: text cells, one row per record."""
+    """What a tabular reader hands over: text cells, one row per record.
+
+    `cells` has one Utf8 column per header cell, named "0", "1", ... (header texts may repeat
+    or be empty, so they cannot name columns); `lines` and `raw` align with its rows.
+    """
 
     header: list[str]
     header_line: int
-    rows: list[list[str | None]]
-    lines: list[int]
-    raw: list[str]
+    cells: pl.DataFrame
+    lines: pl.Series
+    raw: pl.Series
+
+    @classmethod
+    def from_rows(
+        cls, header: list[str], header_line: int, rows: list[list[str | None]], lines: list[int], raw: list[str]
+    ) -> Table:
+        """Build from Python rows (each as long as the header), column-wise."""
+        columns = list(zip(*rows)) if rows else [()] * len(header)
+        cells = pl.DataFrame(
+            {str(i): pl.Series(str(i), list(col), dtype=pl.Utf8) for i, col in enumerate(columns)}
+        )
+        return cls(header, header_line, cells, pl.Series("line", lines, dtype=pl.Int64), pl.Series("raw", raw, dtype=pl.Utf8))
 
 
 def _norm_header(text: str) -> str:
@@ -231,18 +246,15 @@ def build_records(table: Table, *, options: ImportOptions, side: str, filename: 
     index, problems = map_columns(table.header, options, table.header_line)
     if problems:
         raise ImportRejected(filename, problems)
-    if not table.rows:
+    if table.cells.height == 0:
         raise ImportRejected(filename, [Problem(table.header_line, None, "the file has a header but no data rows")])
 
-    def column(field: str) -> pl.Series:
-        if field not in index:
-            return pl.Series(field, [None] * len(table.rows), dtype=pl.Utf8)
-        position = index[field]
-        return pl.Series(field, [row[position] if position < len(row) else None for row in table.rows], dtype=pl.Utf8)
-
-    frame = pl.DataFrame([column(field) for field in FIELDS]).with_columns(
-        line=pl.Series(table.lines, dtype=pl.Int64), raw=pl.Series(table.raw, dtype=pl.Utf8)
-    )
+    frame = table.cells.select(
+        [
+            pl.col(str(index[field])).alias(field) if field in index else pl.lit(None, dtype=pl.Utf8).alias(field)
+            for field in FIELDS
+        ]
+    ).with_columns(line=table.lines, raw=table.raw)
     header_of = {field: table.header[position] for field, position in index.items()}
     blank = lambda c: pl.col(c).is_null() | (pl.col(c).str.strip_chars() == "")  # noqa: E731
 

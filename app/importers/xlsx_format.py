@@ -92,7 +92,7 @@ def parse(data: bytes, *, filename: str, side: str, options: ImportOptions) -> I
         if any(cell is not None and str(cell).strip() for cell in row[width:])
     ]
     rows = [row[:width] + [None] * (width - len(row)) for row in rows]
-    table = Table(header=header, header_line=header_line, rows=rows, lines=lines, raw=raws)
+    table = Table.from_rows(header, header_line, rows, lines, raws)
     try:
         result = build_records(table, options=options, side=side, filename=filename, fmt="xlsx", data=data)
     except ImportRejected as exc:

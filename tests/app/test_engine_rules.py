@@ -228,6 +228,21 @@ def test_fuzzy_rule_suggests_similar_text_within_amount_band() -> None:
     assert result.pairs.get_column("criteria")[0].startswith("text_similar,currency,amount_within_tolerance")
 
 
+def test_fuzzy_crowd_keeps_the_nearest_amounts_and_lets_text_decide() -> None:
+    # 30 right lines within 2 % of the left amount; only the one with the same text is a match
+    left = frame("left", {"id": 1, "amount": -100_000, "text": "Hooli Labs invoice 99"})
+    right = frame(
+        "right",
+        *[{"id": i, "amount": -100_000 - 10 * i, "text": f"unrelated words {i}"} for i in range(1, 30)],
+        {"id": 30, "amount": -100_500, "text": "hooli labs invoice 99"},
+    )
+    rule = FuzzyRule(max_candidates=40, tolerances={"*": Tolerance(relative=Decimal("0.02"))})
+    assert pairs(match(left, right, only(rule))) == [(1, 30, "fuzzy", "suggested")]
+    crowded = FuzzyRule(max_candidates=5, tolerances={"*": Tolerance(relative=Decimal("0.02"))})
+    # only the 5 closest amounts are compared; the true line (500 away) is not among them
+    assert match(left, right, only(crowded)).pairs.height == 0
+
+
 def test_token_set_subset_trap_is_avoided() -> None:
     # token_set_ratio alone scores 100 for a bare name against any line containing it
     left = frame("left", {"id": 1, "amount": 1000, "cp": "ACME"})
