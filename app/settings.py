@@ -79,6 +79,8 @@ class Settings(BaseSettings):
     job_poll_seconds: float = Field(default=1.0, gt=0)
     job_max_attempts: int = Field(default=3, ge=1)
     worker_metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    worker_metrics_host: str = Field(default="127.0.0.1", description="bind address of the worker's "
+                                     "/metrics; 0.0.0.0 where Prometheus scrapes pod IPs (Kubernetes)")
     worker_concurrency: Literal[1] = 1
     fault_rate: float = Field(default=0.0, ge=0.0, le=1.0, description="Release drills only: share of API "
                               "requests answered 500 (see app/web/faults.py); 0 in production.")

@@ -140,7 +140,8 @@ class Worker:
         if self.settings.worker_metrics_port:
             from prometheus_client import start_http_server
 
-            start_http_server(self.settings.worker_metrics_port, addr="127.0.0.1", registry=metrics.REGISTRY)
+            start_http_server(self.settings.worker_metrics_port, addr=self.settings.worker_metrics_host,
+                              registry=metrics.REGISTRY)
         backoff = 0.5
         while not self.stopping.is_set():
             try:
