@@ -49,10 +49,10 @@ class HostJob:
               env: dict | None = None) -> "HostJob":
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
         job = cls(executor, jobs_dir, f"{stamp}-{name}-{secrets.token_hex(3)}", command, env)
-        inner = f"{command} > {shlex.quote(job.out)} 2>&1; echo $? > {shlex.quote(job.rc)}.tmp && " \
+        inner = f"( {command} ) > {shlex.quote(job.out)} 2>&1; echo $? > {shlex.quote(job.rc)}.tmp && " \
                 f"mv {shlex.quote(job.rc)}.tmp {shlex.quote(job.rc)}"
         launch = (f"mkdir -p {shlex.quote(jobs_dir)} && cd / && "
-                  f"setsid bash -c {shlex.quote(inner)} < /dev/null > /dev/null 2>&1 & echo $!")
+                  f"{{ setsid bash -c {shlex.quote(inner)} < /dev/null > /dev/null 2>&1 & echo $!; }}")
         res = executor.run(launch, env=env, timeout=60)
         job.pid = int(res.stdout.strip().splitlines()[-1])
         return job

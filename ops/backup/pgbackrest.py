@@ -128,7 +128,7 @@ class PgBackRest:
     def info(self, repo: int | None = None) -> dict:
         args = ["info", "--output=json"] + ([f"--repo={repo}"] if repo else [])
         try:
-            doc = json.loads(self.run(*args, timeout=60).stdout)
+            doc = json.loads(self.run(*args, timeout=60).stdout, strict=False)
         except CommandFailed as exc:
             raise BackupError(f"pgbackrest info failed: {_reason(exc.result)}") from exc
         for st in doc:

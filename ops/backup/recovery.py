@@ -37,6 +37,8 @@ from ops.backup.site import Site
 from ops.runlog import Run
 
 APP_KINDS = ("backend", "worker")
+ACTIVE = ("RUNNING", "STARTING", "BACKOFF")
+"""Supervisor states in which a process must be stopped (BACKOFF: a lost primary being retried)."""
 PG_BIN = "/usr/lib/postgresql/15/bin"
 
 
@@ -154,7 +156,7 @@ def run_restore(site: Site, run: Run, target_time: str | None = None, backup_id:
         run.step("switch WAL on the running primary and wait until it is archived", pgb.argv("check"),
                  lambda: _archive_now(pgb), destructive=False)
     run.step("stop PostgreSQL", site.supervisorctl("stop", "postgres-primary", "postgres-replica-*"),
-             lambda: _ctl(site, "stop", [n for n in pg_procs if before.get(n) == "RUNNING"]), destructive=True)
+             lambda: _ctl(site, "stop", [n for n in pg_procs if before.get(n) in ACTIVE]), destructive=True)
 
     def pg_restore():
         ex.run(f"rm -rf {q(staging)}")
@@ -180,23 +182,29 @@ def run_restore(site: Site, run: Run, target_time: str | None = None, backup_id:
 
     def recover():
         ex.run(site.supervisorctl("start", "postgres-primary"), user=site.admin_user, check=False)
-        deadline = time.monotonic() + spec.backup.restore_timeout_s
-        last = ""
-        while time.monotonic() < deadline:
-            res = psql("SELECT pg_is_in_recovery()", check=False)
-            if res.ok and res.stdout.strip() == "f":
-                w = psql("SELECT txid_current()", check=False)  # assigns an xid: a real write
-                if w.ok:
-                    return time.monotonic() - t_start
-            last = (res.stderr or res.stdout).strip()[-200:]
-            st = _states(site).get("postgres-primary")
-            if st in ("FATAL", "BACKOFF", "EXITED", "STOPPED") and "recovery" not in last:
-                log = ex.run(site.supervisorctl("tail", "postgres-primary", "stderr"), user=site.admin_user,
-                             check=False).stdout
-                raise BackupError(f"the restored primary is {st}: " + log.strip()[-800:])
-            time.sleep(0.2)
-        raise BackupError(f"the restored primary did not accept writes within "
-                          f"{spec.backup.restore_timeout_s}s (backup.restore_timeout_s): {last}")
+        # One round trip: the wait runs on the host (each SSH call costs time under load).
+        psql_cmd = (f"{PG_BIN}/psql -X -A -t -q -h {q(paths.socket)} -p {site.layout.bind('postgres-primary').port} "
+                    f"-U postgres -d postgres -c")
+        script = f"""deadline=$((SECONDS + {spec.backup.restore_timeout_s})); gone=0
+while :; do
+  r=$({psql_cmd} 'SELECT pg_is_in_recovery()' 2>&1)
+  if [ "$r" = f ] && {psql_cmd} 'SELECT txid_current()' >/dev/null 2>&1; then echo ready; exit 0; fi
+  if [ -f {q(data)}/postmaster.pid ]; then gone=0; else gone=$((gone + 1)); fi
+  [ $gone -gt 50 ] && {{ echo "postmaster not running: $r"; exit 4; }}
+  [ $SECONDS -gt $deadline ] && {{ echo "timeout: $r"; exit 3; }}
+  sleep 0.1
+done"""
+        res = ex.run(script, env={"PGPASSFILE": paths.pgpass, "PGCONNECT_TIMEOUT": "2"},
+                     timeout=spec.backup.restore_timeout_s + 60, check=False)
+        if res.exit_code == 0:
+            return time.monotonic() - t_start
+        log = ex.run(site.supervisorctl("tail", "postgres-primary", "stderr"), user=site.admin_user,
+                     check=False).stdout
+        if res.exit_code == 3:
+            raise BackupError(f"the restored primary did not accept writes within "
+                              f"{spec.backup.restore_timeout_s}s (backup.restore_timeout_s): {res.stdout.strip()[-200:]}")
+        raise BackupError(f"the restored primary stopped during recovery: {res.stdout.strip()[-200:]}\n"
+                          + log.strip()[-800:])
     try:
         report["db_rto_s"] = run.step("start the primary: replay WAL to the target, promote, accept writes",
                                       site.supervisorctl("start", "postgres-primary"), recover, destructive=True)
@@ -216,7 +224,8 @@ def run_restore(site: Site, run: Run, target_time: str | None = None, backup_id:
                 return "no backup set with Redis data: Redis left as it was"
             procs = [s.name for s in site.inventory.of_kind("sentinel")] + \
                     [s.name for s in site.inventory.of_kind("redis")]
-            _ctl(site, "stop", [n for n in procs if _states(site).get(n) == "RUNNING"])
+            now = _states(site)
+            _ctl(site, "stop", [n for n in procs if now.get(n) in ACTIVE])
             primary_dir = site.layout.data("redis-primary")
             replicas = [site.layout.data(s.name) for s in site.inventory.of_kind("redis") if s.name != "redis-primary"]
             done = redis.restore(ex, f"{paths.set_dir(chosen['id'])}/redis", primary_dir, replicas,
@@ -248,6 +257,7 @@ def run_restore(site: Site, run: Run, target_time: str | None = None, backup_id:
     if run.dry_run:
         return None
     report["seconds"] = time.monotonic() - t_start
+    report["steps_s"] = {f"{st.index} {st.title[:60]}": st.duration_s for st in run.steps}
     report["full_rto_s"] = report["seconds"]
     report["previous_data"] = previous
     report["summary"] = (f"stack healthy after {report['seconds']:.1f}s; "
@@ -292,7 +302,8 @@ def _put_back(site: Site, before: dict[str, str]) -> None:
     """Restart what ran before, in dependency order, after a failure that left the data untouched."""
     order = sorted(before, key=lambda n: (0 if n.startswith("postgres") else 1 if n.split("-")[0] in
                                           ("redis", "sentinel") else 2))
-    _ctl(site, "start", [n for n in order if before[n] == "RUNNING" and _states(site).get(n) != "RUNNING"])
+    now = _states(site)
+    _ctl(site, "start", [n for n in order if before[n] == "RUNNING" and now.get(n) != "RUNNING"])
 
 
 def _roll_back(site: Site, before: dict[str, str], data: str, previous: str) -> RestoreFailed:

@@ -72,24 +72,25 @@ def backup(cli: RedisCli, dest: str, timeout: float = 300) -> dict:
     """RDB (and AOF when on) of the master into ``dest`` on its host; returns manifest facts."""
     ex = cli.ex
     data_dir = cli.config("dir")
-    before = int(cli("LASTSAVE"))
-    t0 = time.monotonic()
-    while True:
-        out = cli("BGSAVE")
-        if "in progress" not in out.lower():
-            break
-        time.sleep(0.2)
-    while True:
-        last = int(cli("LASTSAVE"))
-        persistence = cli.info("persistence")
-        if last != before and persistence.get("rdb_bgsave_in_progress") == "0":
-            if persistence.get("rdb_last_bgsave_status") != "ok":
-                raise BackupError(f"redis BGSAVE on {cli.host}:{cli.port} failed: "
-                                  f"rdb_last_bgsave_status={persistence.get('rdb_last_bgsave_status')}")
-            break
-        if time.monotonic() - t0 > timeout:
-            raise BackupError(f"redis BGSAVE on {cli.host}:{cli.port}: LASTSAVE did not change in {timeout:.0f}s")
-        time.sleep(0.1 if time.monotonic() - t0 < 5 else 1)
+    # One round trip: BGSAVE and the LASTSAVE wait run on the host (each SSH call costs time).
+    rc = shlex.join(["redis-cli", "-h", cli.host, "-p", str(cli.port), "--no-auth-warning"])
+    script = f"""set -u
+before=$({rc} LASTSAVE)
+deadline=$((SECONDS + {int(timeout)}))
+while :; do out=$({rc} BGSAVE); case "$out" in *"in progress"*) sleep 0.1;; *) break;; esac
+  [ $SECONDS -gt $deadline ] && {{ echo "timeout: BGSAVE refused: $out"; exit 3; }}; done
+case "$out" in *ERR*) echo "BGSAVE: $out"; exit 2;; esac
+while :; do last=$({rc} LASTSAVE)
+  if [ "$last" != "$before" ] && {rc} INFO persistence | grep -q '^rdb_bgsave_in_progress:0'; then break; fi
+  [ $SECONDS -gt $deadline ] && {{ echo "timeout: LASTSAVE did not change"; exit 3; }}; sleep 0.05; done
+{rc} INFO persistence | grep '^rdb_last_bgsave_status:' | tr -d '\r'
+echo "lastsave:$last"
+"""
+    res = ex.run(script, env=cli.env, timeout=timeout + 30, check=False)
+    facts_out = dict(ln.split(":", 1) for ln in res.stdout.split() if ":" in ln)
+    if res.exit_code != 0 or facts_out.get("rdb_last_bgsave_status") != "ok":
+        raise BackupError(f"redis BGSAVE on {cli.host}:{cli.port} failed: {res.stdout.strip()[-300:]}")
+    last = int(facts_out["lastsave"])
     dbfile = cli.config("dbfilename") or "dump.rdb"
     q = shlex.quote
     ex.run(f"mkdir -p {q(dest)} && cp {q(data_dir + '/' + dbfile)} {q(dest + '/dump.rdb')}")
