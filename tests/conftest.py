@@ -1,3 +1,3 @@
 """Shared test configuration. Fixtures live in named modules (tests/fix_*.py)."""
 
-pytest_plugins = ["tests.fix_stack"]
+pytest_plugins = ["tests.fix_stack", "tests.fix_sshd"]
