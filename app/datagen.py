@@ -210,9 +210,11 @@ def generate(n: int = 10_000, seed: int = 7) -> Dataset:
     # fuzzy: same counterparty and invoice number in differently worded text, a fee off
     b = base(counts["fuzzy"])
     names = np.array(_COUNTERPARTIES, dtype=object)[b["cp"]]
-    # at least 1,000 major units, so a fee of 0.3-1.5 % clears the tolerance yet stays within 2 %
-    floor_minor = np.array([1000 * 10 ** _EXPONENT[c] for c in b["currency"]], dtype=np.int64)
-    b["amount"] = np.sign(b["amount"]) * np.maximum(np.abs(b["amount"]), floor_minor)
+    # 1,000 to 100,000 major units (log-uniform, no pile-up at one value), so that a fee of
+    # 0.3-1.5 % clears the tolerance yet stays within the fuzzy rule's 2 %
+    exponent = np.array([_EXPONENT[c] for c in b["currency"]])
+    major = np.exp(rng.uniform(np.log(1_000), np.log(100_000), size=len(b["uid"])))
+    b["amount"] = np.sign(b["amount"]) * np.round(major * 10.0**exponent).astype(np.int64)
     beyond = np.array([TOLERANCES[c].absolute_minor + 1 for c in b["currency"]], dtype=np.int64)
     fee = np.maximum((np.abs(b["amount"]) * rng.uniform(0.003, 0.015, size=len(b["uid"]))).astype(np.int64), beyond)
     left_parts.append(
