@@ -4,9 +4,7 @@
 # virtualenv; the runtime stage is python slim with that virtualenv and the app only,
 # running as an unprivileged user with nothing writable but /tmp (mounted by the targets).
 
-ARG PYTHON_IMAGE=python:3.11.9-slim-bookworm
-
-FROM ${PYTHON_IMAGE} AS builder
+FROM python:3.11.9-slim-bookworm AS builder
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
@@ -35,7 +33,7 @@ RUN pip install \
 COPY app /src/app
 RUN python -m compileall -q /src/app
 
-FROM ${PYTHON_IMAGE} AS runtime
+FROM python:3.11.9-slim-bookworm AS runtime
 ARG RECON_VERSION=dev
 LABEL org.opencontainers.image.title="recon-app" \
       org.opencontainers.image.description="Reconciliation service: web API, job worker and migrations" \

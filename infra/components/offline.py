@@ -72,13 +72,12 @@ class Recorded:
 class RecordingMocks(pulumi.runtime.Mocks):
     def __init__(self) -> None:
         self.records: list[Recorded] = []
-        self.pending_parent: str = ""
+        self.parents: dict[tuple[str, str], str] = {}
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
         secrets: set[str] = set()
         props = unwrap(args.inputs, "", secrets)
-        self.records.append(Recorded(args.typ, args.name, bool(args.custom), props, frozenset(secrets),
-                                     self.pending_parent))
+        self.records.append(Recorded(args.typ, args.name, bool(args.custom), props, frozenset(secrets), ""))
         state = dict(args.inputs)
         t = args.typ
         if t == "random:index/randomPassword:RandomPassword":
@@ -98,10 +97,14 @@ class RecordingMocks(pulumi.runtime.Mocks):
 
 
 class _Monitor(_mocks.MockMonitor):
-    """Records each resource's parent URN (the mocks API does not pass it)."""
+    """Records each resource's parent URN (the mocks API does not pass it).
+
+    Registrations arrive on the runtime's worker threads, so the parent is keyed by
+    (type, name), unique within a stack, and joined to the records after the run.
+    """
 
     def RegisterResource(self, request):  # noqa: N802 - gRPC method name
-        self.mocks.pending_parent = request.parent  # type: ignore[attr-defined]
+        self.mocks.parents[(request.type, request.name)] = request.parent  # type: ignore[attr-defined]
         return super().RegisterResource(request)
 
 
@@ -145,6 +148,8 @@ def run(spec: StackSpec, lookup=None) -> Run:
         holder["stack"] = build(spec, lookup) if lookup else build(spec)
 
     _sync_await(_mocks.run_pulumi_func(program))
+    for rec in mocks.records:
+        rec.parent = mocks.parents.get((rec.type, rec.name), "")
     secret_values = [mock_secret(r.name) for r in mocks.records
                      if r.type == "random:index/randomPassword:RandomPassword"]
     secret_values += [mock_secret(r.name) for r in mocks.records if r.type == "tls:index/privateKey:PrivateKey"]

@@ -268,11 +268,9 @@ class KubernetesPlatform(Platform):
         labels = self.labels(w)
         out, volumes, mounts, inits = self._config(w, parent, labels)
         after = [r for name in w.after for r in self.by_name.get(name, [])]
-        annotations = {}
         if w.name == "prometheus":
             out += self._prometheus_rbac(parent, labels)
-            annotations = {"checkov.io/skip1": "CKV_K8S_38=Prometheus discovers pods through the API: it needs "
-                                               "its service account token (Role: get/list/watch pods only)"}
+        annotations = self._annotations(w)
         ports = [{"name": p.name, "port": p.number, "targetPort": p.name, "protocol": "TCP"} for p in w.ports]
         if w.kind == "stateful":
             out.append(k8s.core.v1.Service(w.name, metadata=self.meta(w.name, labels), spec={
@@ -292,14 +290,14 @@ class KubernetesPlatform(Platform):
                 out.append(k8s.core.v1.Service(w.name, metadata=self.meta(w.name, labels), spec={
                     "type": "ClusterIP", "selector": self.selector(w), "ports": ports}, opts=self._opts(parent)))
             ignore = ["spec.replicas"] if w.role == "backend" else []
-            out.append(k8s.apps.v1.Deployment(w.name, metadata=self.meta(w.name, labels), spec={
+            out.append(k8s.apps.v1.Deployment(w.name, metadata=self.meta(w.name, labels, annotations), spec={
                 "replicas": w.replicas, "selector": {"matchLabels": self.selector(w)},
                 "revisionHistoryLimit": 5,
                 "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
                 "template": self._pod(w, labels, volumes, mounts, inits),
             }, opts=self._opts(parent, after, ignore_changes=ignore)))
         elif w.kind == "job":
-            out.append(k8s.batch.v1.Job(w.name, metadata=self.meta(w.name, labels), spec={
+            out.append(k8s.batch.v1.Job(w.name, metadata=self.meta(w.name, labels, annotations), spec={
                 "backoffLimit": 3, "template": self._pod(w, labels, volumes, mounts, inits, restart="OnFailure"),
             }, opts=self._opts(parent, after, delete_before_replace=True)))
         elif w.kind == "cronjob":
@@ -309,7 +307,7 @@ class KubernetesPlatform(Platform):
                 opts=self._opts(parent, protect=False)))
             pod = self._pod(w, labels, volumes + [{"name": "data", "persistentVolumeClaim": {"claimName": claim}}],
                             mounts, inits, restart="OnFailure")
-            out.append(k8s.batch.v1.CronJob(w.name, metadata=self.meta(w.name, labels), spec={
+            out.append(k8s.batch.v1.CronJob(w.name, metadata=self.meta(w.name, labels, annotations), spec={
                 "schedule": w.schedule, "concurrencyPolicy": "Forbid", "startingDeadlineSeconds": 3600,
                 "successfulJobsHistoryLimit": 3, "failedJobsHistoryLimit": 3,
                 "jobTemplate": {"spec": {"backoffLimit": 2, "template": pod}},
@@ -318,6 +316,20 @@ class KubernetesPlatform(Platform):
             raise ValueError(f"{w.name}: unknown workload kind {w.kind!r}; "
                              "expected stateful, stateless, job, cronjob or daemon")
         self.by_name[w.name] = out
+        return out
+
+    def _annotations(self, w: Workload) -> dict[str, str]:
+        """Policy exemptions on the object itself, each with its reason (infra/policy/checkov-skips.md)."""
+        skips = []
+        if w.name == "prometheus":
+            skips.append("CKV_K8S_38=Prometheus discovers pods through the API: it needs its service account "
+                         "token (Role: get/list/watch pods in this namespace only)")
+        if w.user < 10000:
+            skips.append(f"CKV_K8S_40=the upstream image owns its files as uid {w.user}; another uid breaks "
+                         "their ownership (runAsNonRoot still holds)")
+        out = {f"checkov.io/skip{i}": text for i, text in enumerate(skips, start=1)}
+        out.update({f"policy.recon/exempt-{rule}": why for rule, why in w.exemptions.items()
+                    if rule.startswith("k8s-")})
         return out
 
     def _prometheus_rbac(self, parent: pulumi.Resource, labels: dict) -> list[pulumi.Resource]:

@@ -8,7 +8,10 @@ stack on these machines, and the resources do not change between tests.
 from __future__ import annotations
 
 import copy
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -74,3 +77,42 @@ def manifest_dir(production: Run, tmp_path_factory) -> Path:
         (root / name).write_text(yaml.safe_dump(obj, sort_keys=False))
     shutil.copy(REPO_ROOT / "Dockerfile", root / "Dockerfile")
     return root
+
+
+CHECKOV_CANDIDATES = (REPO_ROOT / ".venv" / "checkov" / "bin" / "checkov",
+                      Path(sys.executable).parent / "checkov")
+
+
+def find_tool(name: str, *candidates: Path) -> str | None:
+    """``$<NAME>_BIN``, then PATH, then the given paths."""
+    for c in (os.environ.get(name.upper().replace("-", "_") + "_BIN"), shutil.which(name), *candidates):
+        if c and Path(c).exists():
+            return str(c)
+    return None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def checkov_scan(request):
+    """checkov over the manifests, started at the beginning of the session in the background.
+
+    checkov takes ~30 s here, nearly all of it importing itself; it runs on the second core
+    while the other tests run, and tests/infra/test_scanners.py collects its report. Started
+    only when a collected test asks for it.
+    """
+    if not any("checkov_scan" in getattr(item, "fixturenames", ()) and "checkov" in item.name
+               for item in request.session.items):
+        yield None
+        return
+    exe = find_tool("checkov", *CHECKOV_CANDIDATES)
+    if exe is None:
+        yield None
+        return
+    manifests = request.getfixturevalue("manifest_dir")
+    proc = subprocess.Popen(
+        [exe, "--config-file", str(REPO_ROOT / ".checkov.yaml"), "--directory", str(manifests), "--output", "json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=manifests,
+        env={**os.environ, "BC_SKIP_MAPPING": "TRUE"})
+    yield proc
+    if proc.poll() is None:
+        proc.kill()
+        proc.communicate()
