@@ -27,12 +27,21 @@ from infra.local.privileges import service_identity
 from infra.local.processes import app_env, binary
 from infra.local.supervisor import render_config
 from infra.local.target import LocalTarget
-from infra.render import render_all, write_all
+from infra.render import Rendered, environment, write_all
 from infra.spec import REPO_ROOT, StackSpec
 from ops.inventory import load_inventory
 from ops.release import state as rstate
 
-RELOADED = ("nginx/nginx.conf", "prometheus/prometheus.yml")
+RELOADED = {"nginx/nginx.conf": "nginx/nginx.conf.j2", "prometheus/prometheus.yml": "prometheus/prometheus.yml.j2"}
+"""The configs a release changes, and their templates (the same pairs as infra.render.render_all)."""
+
+
+def render_some(t: LocalTarget, who, files: dict[str, str]) -> dict[str, Rendered]:
+    """Render only ``files`` (path -> template) with render_all's context: a rollback does not wait
+    for every template of the stack to compile."""
+    env = environment()
+    base = {"spec": t.spec, "layout": t.layout, "ctx": t.render_context(who)}
+    return {path: Rendered(path, env.get_template(tpl).render(**base)) for path, tpl in files.items()}
 
 
 class ReleaseError(RuntimeError):
@@ -72,9 +81,8 @@ class LocalRelease:
         sup_path = Path(t.layout.conf("supervisord.conf"))
         self._refuse_restarting_serving(t, st, sup_path, sup_conf)
         rstate.save(self.spec, st, task)
-        files = render_all(t.spec, t.layout, t.render_context(who))
         conf_dir = t.root / "conf"
-        wanted = {k: v for k, v in files.items() if k in RELOADED}
+        wanted = render_some(t, who, RELOADED)
         old_nginx = (conf_dir / "nginx/nginx.conf").read_text() if (conf_dir / "nginx/nginx.conf").exists() else None
         changed = write_all(wanted, conf_dir)
         if "nginx/nginx.conf" in changed:
@@ -178,14 +186,16 @@ class LocalRelease:
     def confirm_edge(self, expect_only: str | None, timeout_s: float = 5.0, probes: int = 10) -> str:
         """Wait until Nginx answers through the upstream pool, ``probes`` times in a row, and (when
         ``expect_only``) every answer comes from that slot. Returns what it saw."""
+        import ssl
         url = f"{self.edge_url()}/nginx/upstream-health"
+        ctx = ssl.create_default_context(cafile=self.cafile) if url.startswith("https") else None
         deadline = time.monotonic() + timeout_s
         seen: list[str] = []
         while True:
             ok = 0
             seen = []
             for _ in range(probes):
-                slot = _slot_of(url, self.cafile)
+                slot = _slot_of(url, ctx)
                 seen.append(slot or "error")
                 if slot and (expect_only is None or slot == expect_only):
                     ok += 1
@@ -197,10 +207,8 @@ class LocalRelease:
             time.sleep(0.1)
 
 
-def _slot_of(url: str, cafile: str) -> str | None:
-    import ssl
+def _slot_of(url: str, ctx) -> str | None:
     import urllib.request
-    ctx = ssl.create_default_context(cafile=cafile) if url.startswith("https") else None
     try:
         with urllib.request.urlopen(urllib.request.Request(url), timeout=2, context=ctx) as resp:
             return resp.headers.get("X-Recon-Slot") if resp.status == 200 else None

@@ -43,6 +43,9 @@ def _release(stack, task_name: str, args: dict, dry_run: bool, yes: bool = False
     from ops.release.local import LocalRelease, ReleaseError
     from ops.release.state import ReleaseLocked, locked
     spec = _spec(stack)
+    if spec.target != "local" and task_name.startswith("db."):
+        raise fail(f"stack {spec.name!r} has target {spec.target!r}: `fab {task_name}` drives the local "
+                   "target's PostgreSQL processes only; see runbooks/postgres-failover.md", code=2)
     if spec.target != "local":
         raise fail(f"stack {spec.name!r} has target {spec.target!r}: its active slot and canary weight are "
                    f"stack config. Run `pulumi config set --path recon:backend.active_slot green -s {spec.name}` "
@@ -92,9 +95,10 @@ def _health(spec, driver, run: Run, slot: str, version: str, timeout_s: float | 
     return "pass" if out is None else _gate(run, [out])
 
 
-def _apply(driver, run: Run, st, title: str, task_name: str, expect_only: str | None):
-    """One state change: apply it, then confirm through Nginx. Returns seconds it took."""
-    t0 = time.monotonic()
+def _apply(driver, run: Run, st, title: str, task_name: str, expect_only: str | None) -> float:
+    """One state change: apply it, confirm through Nginx, then let the processes follow.
+
+    Returns the monotonic time at which Nginx was confirmed serving the new state."""
     summary = f"active={st.active_slot} canary_weight={st.canary_weight} " + \
               " ".join(f"{s}={st.slots[s].version}{'' if st.slots[s].running else '(stopped)'}" for s in st.slots)
     run.step(title, f"write release.json ({summary}); render nginx.conf + prometheus.yml; nginx -t; "
@@ -102,11 +106,11 @@ def _apply(driver, run: Run, st, title: str, task_name: str, expect_only: str | 
              lambda: driver.apply(st, task_name, processes=False))
     run.step("confirm through Nginx", "GET /nginx/upstream-health x10 via Nginx, check X-Recon-Slot",
              lambda: progress("  " + driver.confirm_edge(expect_only)))
-    secs = time.monotonic() - t0
+    confirmed = time.monotonic()
     run.step("processes follow: workers onto the active version, slots started/stopped",
              "render supervisord.conf; supervisorctl reread/update; start backend-*/worker-* not running",
              lambda: driver.sync_processes())
-    return secs
+    return confirmed
 
 
 def _revert(driver, run: Run, before, task_name: str, reason: str) -> None:
@@ -161,6 +165,9 @@ def deploy(c, version, env=None, stack=None, dry_run=False, yes=False):
         after.slots[idle].running = True
         after.slots[idle].env = extra
         replaces_rollback = before.previous_slot == idle and before.slots[idle].running
+        if replaces_rollback and not (yes or dry_run):  # ask before the migrations, not half-way
+            raise fail(f"slot {idle} runs {before.slots[idle].version}, the version `fab rollback` returns to; "
+                       f"deploying {version} over it removes that way back. Re-run with --yes to confirm")
         if replaces_rollback:
             after.previous_slot = None
         run.notes.update(slot=idle, version=version, replaced=before.slots[idle].version)
@@ -226,9 +233,10 @@ def _switch(stack, dry_run: bool, task_name: str, require_canary: bool) -> None:
                                  "with traffic, or fab rollback")
         after = before.model_copy(deep=True)
         after.previous_slot, after.active_slot, after.canary_weight = before.active_slot, new, 0
-        secs = _apply(driver, run, after, f"switch traffic: {before.active_slot} -> {new} ({version})",
-                      task_name, new)
-        run.notes["switch_s"] = round(secs, 3)
+        t0 = time.monotonic()
+        confirmed = _apply(driver, run, after, f"switch traffic: {before.active_slot} -> {new} ({version})",
+                           task_name, new)
+        run.notes["switch_s"] = round(confirmed - t0, 3)
         v = _analyse(spec, driver, run, new, version, f"gate: analyse {new} ({version}) with all traffic")
         if v == "fail":
             _revert(driver, run, before, task_name, _reason(run))
@@ -322,8 +330,9 @@ def rollback(c, stack=None, dry_run=False):
                 raise GateFailed(f"rollback refused, traffic stays on {before.active_slot}: {_reason(run)}")
             after.active_slot, after.previous_slot = target, before.active_slot
             what = f"{before.active_slot} -> {target} ({before.slots[target].version})"
-        secs = _apply(driver, run, after, f"roll back: {what}", "rollback", target)
-        run.notes["traffic_back_s"] = round(secs, 3)
+        confirmed = _apply(driver, run, after, f"roll back: {what}", "rollback", target)
+        if not dry_run:  # from the task's start to Nginx confirmed serving only the previous slot
+            run.notes["traffic_back_s"] = round(confirmed - t0, 3)
         run.notes["decision"] = f"rolled back: {what}"
     if not dry_run:
         progress(f"rolled back in {time.monotonic() - t0:.2f}s: {what}")

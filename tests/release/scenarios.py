@@ -176,6 +176,7 @@ def switch_and_rollback_under_load(stack: ThrowawayStack) -> dict:
             "failures": dict(r.failures()), "by_slot": dict(r.by_slot()), "p95_ms": round(r.p95_ms, 1),
             "served_by_new_after_switch": sum(1 for s in r.samples if t_sw_done < s.t < t_rb and s.slot == after),
             "rollback_command_s": round(t_rb_done - t_rb, 2), "rollback_traffic_back_s": round(back_s, 2),
+            "rollback_task_traffic_back_s": stack.runs("rollback")[-1]["notes"].get("traffic_back_s"),
             "after_rollback_slots": sorted({s.slot for s in after_cmd if not s.failed}),
             "before": before, "after": after}
 

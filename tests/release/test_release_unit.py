@@ -168,3 +168,28 @@ def test_failover_and_rebuild_need_yes(tmp_path):
     assert "[destructive]" in res.stderr and "pg_ctl promote" in res.stderr
     res = fab("db.rebuild-replica", "--dry-run", state_dir=tmp_path / "state")
     assert res.returncode == 2 and "no fenced node to rebuild" in res.stderr
+
+
+def test_release_renders_the_same_nginx_and_prometheus_configs_as_fab_up(tmp_path):
+    """The release path renders two templates only (speed); they must match render_all's."""
+    from infra.local.privileges import service_identity
+    from infra.local.target import LocalTarget
+    from infra.render import render_all
+    from ops.release.local import RELOADED, render_some
+    spec = StackSpec(state_dir=tmp_path)
+    st = release.load(spec)
+    st.slots["green"].version, st.slots["green"].running, st.canary_weight = "0.2.0", True, 10
+    release.save(spec, st, "canary")
+    t = LocalTarget(spec)
+    who = service_identity(create=False)
+    full = render_all(t.spec, t.layout, t.render_context(who))
+    some = render_some(t, who, RELOADED)
+    assert set(some) == set(RELOADED) and all(some[k].content == full[k].content for k in some)
+
+
+def test_non_local_stacks_are_told_where_the_switch_lives():
+    res = subprocess.run([FAB, "switch", "--stack", "staging"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and "pulumi up -s staging" in res.stderr and "active_slot" in res.stderr
+    res = subprocess.run([FAB, "db.failover", "--stack", "staging"], cwd=REPO, capture_output=True, text=True,
+                         timeout=60)
+    assert res.returncode == 2 and "local target's PostgreSQL" in res.stderr
