@@ -109,9 +109,10 @@ def key_join(
     on: list[str],
     max_key_repeats: int | None = None,
     carry: tuple[str, ...] = ("amount", "d"),
-) -> pl.DataFrame:
-    """Inner join on `on` + currency; null keys never join. Returns id, id_r, currency and
-    the `carry` columns of both sides (right ones suffixed ``_r``).
+) -> pl.LazyFrame:
+    """Inner join on `on` + currency; null keys never join. Returns (lazily, so the caller can
+    fuse its next steps into the same query) id, id_r, currency and the `carry` columns of both
+    sides (right ones suffixed ``_r``).
 
     Joins on a 64-bit hash of the key columns over narrow frames (joining wide frames on
     strings is several times slower) and requires a second, independently seeded hash to agree,
@@ -137,7 +138,6 @@ def key_join(
         .join(right.lazy().drop("currency"), on="_h", how="inner", suffix="_r")
         .filter(pl.col("_h2") == pl.col("_h2_r"))
         .drop("_h", "_h2", "_h2_r")
-        .collect()
     )
 
 

@@ -236,7 +236,7 @@ def _pair_select() -> list[pl.Expr]:
     ]
 
 
-def _deltas(cands: pl.DataFrame, tolerances: pl.DataFrame, window: int) -> pl.LazyFrame:
+def _deltas(cands: pl.DataFrame | pl.LazyFrame, tolerances: pl.DataFrame, window: int) -> pl.LazyFrame:
     """Add _da/_dd (right - left), their magnitudes and `allowed`; keep what passes."""
     return (
         cands.lazy()
