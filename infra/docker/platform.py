@@ -4,7 +4,7 @@
     ├── DockerHost: networks front (bridge), back and data (internal: no route out),
     │               the app image (built from ./Dockerfile, or pulled), TLS for Nginx
     ├── deploy(workload) -> per member: Container (+ data Volume, + conf Volume)
-    │   ├── job      -> runs once on create (migrations)
+    │   ├── job      -> runs once on create, attached: dependants start after it exits
     │   └── cronjob  -> created, not started: ops/ runs it with ``docker start -a``
     ├── traffic()   -> nothing: Nginx's rendered config is the switch on this target
     └── edge(nginx) -> the Nginx container, the only one publishing a port to the world
@@ -190,6 +190,7 @@ class DockerPlatform(Platform):
                         for t in w.tier]
             r = w.resources
             running = w.kind not in ("job", "cronjob")
+            check = healthcheck(w.liveness, w.http_client) if running else None
             container = docker.Container(
                 member, name=self.cname(member), hostname=member, image=w.image,
                 entrypoints=entrypoints, command=command, envs=env, user=f"{w.user}:{w.user}",
@@ -198,13 +199,14 @@ class DockerPlatform(Platform):
                 mounts=mounts, uploads=uploads or None, networks_advanced=networks,
                 ports=[docker.ContainerPortArgs(internal=p.number, external=p.number, ip=p.host_ip)
                        for p in w.ports if p.published],
-                healthcheck=healthcheck(w.liveness, w.http_client) if running else None,
+                healthcheck=check,
                 cpus=str(r.cpu_limit), memory=r.memory_limit_mib, memory_reservation=r.memory_request_mib,
                 memory_swap=r.memory_limit_mib,
                 capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"]),
                 security_opts=["no-new-privileges:true"], privileged=False,
                 restart="unless-stopped" if running else "no", must_run=running,
-                start=w.kind != "cronjob", wait=running and w.liveness is not None, wait_timeout=120,
+                start=w.kind != "cronjob", wait=check is not None, wait_timeout=120,
+                attach=w.kind == "job", logs=w.kind == "job",
                 log_driver="json-file", log_opts=LOG_OPTS,
                 labels=[docker.ContainerLabelArgs(label=k, value=v) for k, v in sorted({
                     "recon.stack": self.spec.name, "recon.component": w.component, "recon.role": w.role,
