@@ -33,6 +33,7 @@ import numpy as np
 import polars as pl
 
 from app.engine.rules import RuleSet, Tolerance, default_rules
+from app.records import CURRENCY_EXPONENTS as _EXPONENT_ALL
 from app.records import RECORD_SCHEMA
 
 SHARES = {
@@ -389,3 +390,28 @@ def records_used_twice(result) -> int:  # noqa: ANN001
     left = pl.concat([result.pairs.get_column("left_id"), links.get_column("left_id").unique()])
     right = pl.concat([result.pairs.get_column("right_id"), links.get_column("right_id").unique()])
     return (left.len() - left.n_unique()) + (right.len() - right.n_unique())
+
+
+def to_csv(records: pl.DataFrame) -> bytes:
+    """Render records as a CSV file the CSV importer reads back to the same records.
+
+    Amounts are written as exact decimal text per currency (never through a float), dates as
+    ISO; the demo and the end-to-end benchmark upload these files.
+    """
+    exponent = pl.col("currency").replace_strict(_EXPONENT_ALL, return_dtype=pl.Int64)
+    magnitude = pl.col("amount_minor").abs()
+    scale = pl.lit(10, dtype=pl.Int64).pow(exponent)
+    whole = (magnitude // scale).cast(pl.Utf8)
+    fraction = (magnitude % scale).cast(pl.Utf8).str.zfill(exponent)
+    sign = pl.when(pl.col("amount_minor") < 0).then(pl.lit("-")).otherwise(pl.lit(""))
+    amount = pl.when(exponent == 0).then(pl.concat_str(sign, whole)).otherwise(pl.concat_str(sign, whole, pl.lit("."), fraction))
+    table = records.sort("id").select(
+        booking_date=pl.col("booking_date").cast(pl.Utf8),
+        value_date=pl.col("value_date").cast(pl.Utf8),
+        reference="reference",
+        amount=amount,
+        currency="currency",
+        counterparty="counterparty",
+        description="description",
+    )
+    return table.write_csv().encode()

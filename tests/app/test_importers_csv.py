@@ -235,3 +235,12 @@ def test_content_hash_identifies_the_bytes() -> None:
 def test_bad_options_name_the_value(options: dict[str, object], needle: str) -> None:
     with pytest.raises(ValueError, match=needle):
         ImportOptions(**options)
+
+
+def test_generated_records_round_trip_through_csv() -> None:
+    from app import datagen
+
+    dataset = datagen.generate(3_000, seed=5)
+    result = parse(datagen.to_csv(dataset.left), filename="left.csv", side="left")
+    columns = ["id", "reference", "amount_minor", "currency", "booking_date", "value_date", "counterparty", "description"]
+    assert result.records.select(columns).equals(dataset.left.sort("id").select(columns))
