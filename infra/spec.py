@@ -20,6 +20,7 @@ print as ``**********`` and never appear in an error.
 
 from __future__ import annotations
 
+import contextvars
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -278,6 +279,19 @@ class OpsSpec(_Section):
     run_log: Path | None = Field(None, description="JSON-lines run log; default <state>/runlog.jsonl")
 
 
+_STACK_FILE: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("stack_file", default={})
+
+
+class _StackFileSource(PydanticBaseSettingsSource):
+    """The ``recon:*`` keys of the stack file being loaded (below the environment)."""
+
+    def get_field_value(self, field, field_name):  # pragma: no cover - unused by __call__
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(_STACK_FILE.get())
+
+
 class StackSpec(BaseSettings):
     """The whole stack. Defaults are the local stack's."""
 
@@ -307,8 +321,9 @@ class StackSpec(BaseSettings):
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings,
                                    dotenv_settings, file_secret_settings
                                    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # The environment overrides the stack file (passed as init kwargs).
-        return env_settings, init_settings
+        # Precedence, highest first: explicit overrides (init kwargs), the environment
+        # (RECON_*), the stack file, the defaults.
+        return init_settings, env_settings, _StackFileSource(settings_cls)
 
     @property
     def state_path(self) -> Path:
@@ -431,6 +446,7 @@ def load_spec(stack: str | None = None, *, root: Path = REPO_ROOT,
               overrides: dict[str, Any] | None = None) -> StackSpec:
     """Load and validate the spec of ``stack`` (None or "local": the local defaults).
 
+    Precedence: ``overrides`` > ``RECON_*`` environment > the stack file > defaults.
     Raises :class:`SpecError` naming every problem.
     """
     stack = stack or os.environ.get("RECON_STACK") or LOCAL_STACK
@@ -445,11 +461,13 @@ def load_spec(stack: str | None = None, *, root: Path = REPO_ROOT,
     else:
         source = "local defaults"
     data.setdefault("name", stack)
-    data.update(overrides or {})
+    token = _STACK_FILE.set(data)
     try:
-        spec = StackSpec(**data)
+        spec = StackSpec(**(overrides or {}))
     except ValidationError as exc:
         raise SpecError(source, [_problem(err) for err in exc.errors()]) from None
+    finally:
+        _STACK_FILE.reset(token)
     problems = spec.cross_check()
     if problems:
         raise SpecError(source, problems)

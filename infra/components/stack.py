@@ -32,6 +32,12 @@ TARGETS: dict[str, str] = {
     "kubernetes": "infra.kubernetes.platform:KubernetesPlatform",
 }
 
+SERVICE_KINDS = {
+    # the inventory's service kinds, as ops/inventory.py and the local target name them
+    "postgres-exporter": "exporter", "redis-exporter": "exporter", "node-exporter": "exporter",
+    "migrate": "job", "backup": "job",
+}
+
 Lookup = Callable[[str], "pulumi.Output[str] | None"]
 
 
@@ -94,7 +100,10 @@ def outputs(st: Stack) -> dict[str, Any]:
     services: dict[str, Any] = {}
     for w in platform.workloads:
         for member in (w.members or [w.name]):
-            entry = {"component": w.component, "role": w.role, **platform.where(w, member)}
+            entry = {"kind": SERVICE_KINDS.get(w.role, w.role), "component": w.component, "role": w.role,
+                     **platform.where(w, member)}
+            if w.data_path:
+                entry["data_dir"] = w.data_path
             try:
                 ep = platform.layout.endpoint(member)
                 entry.update(host=ep.host, port=ep.port)

@@ -236,4 +236,4 @@ class DockerPlatform(Platform):
 
     def where(self, w: Workload, member: str) -> dict[str, Any]:
         """How ops/ reaches one process: ``docker exec <container>`` on the staging host."""
-        return {"container": self.cname(member), "workload": w.name, "kind": w.kind}
+        return {"container": self.cname(member), "workload": w.name, "workload_kind": w.kind}

@@ -469,7 +469,7 @@ class KubernetesPlatform(Platform):
 
     def where(self, w: Workload, member: str) -> dict[str, Any]:
         """How ops/ reaches one process: ``kubectl exec -n <namespace> <pod>``."""
-        out: dict[str, Any] = {"namespace": self.ns, "workload": w.name, "kind": w.kind}
+        out: dict[str, Any] = {"namespace": self.ns, "workload": w.name, "workload_kind": w.kind}
         pod = self.layout.pod_of(member) if w.kind == "stateful" else None
         if pod:
             out["pod"] = pod

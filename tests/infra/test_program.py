@@ -164,3 +164,27 @@ def test_main_reads_config_secrets_and_exports_outputs():
     assert "POSTGRES_PASSWORD=from-config-0123456789" in pg.props["envs"]
     assert "envs" in pg.secret_paths
     assert load_spec("staging").target == "docker"
+
+
+@pytest.mark.parametrize("stack", ["staging", "production"])
+def test_ops_reads_the_inventory_output(stack, request, tmp_path):
+    """The contract with ops/: `pulumi stack output --json --show-secrets inventory` is what
+    ops.inventory loads; service kinds match the local target's (postgres, redis, sentinel, ...)."""
+    import json
+
+    from ops.inventory import load_inventory
+
+    run = request.getfixturevalue(stack)
+    spec = load_spec(stack, overrides={"state_dir": str(tmp_path)})
+    (tmp_path / "inventory.json").write_text(json.dumps(resolve(run.stack.outputs["inventory"])))
+    inv = load_inventory(spec)
+    assert sorted(s.name for s in inv.of_kind("postgres")) == ["postgres-primary"] + [
+        f"postgres-replica-{i}" for i in range(1, spec.postgres.replicas + 1)]
+    assert len(inv.of_kind("sentinel")) == spec.redis.sentinel.count
+    assert len(inv.of_kind("redis")) == 1 + spec.redis.replicas
+    primary = inv.get("postgres-primary")
+    assert primary.port == spec.postgres.port and primary.data_dir == "/var/lib/postgresql/data"
+    if stack == "production":
+        assert primary.extra["pod"] == "postgres-primary-0" and primary.extra["namespace"] == spec.namespace
+    else:
+        assert primary.extra["container"] == "recon-staging-postgres-primary"
