@@ -136,18 +136,22 @@ class Run:
         return [r.declared() for r in self.records]
 
 
-def run(spec: StackSpec, lookup=None) -> Run:
-    """Declare ``spec``'s stack under mocks; returns every resource it registered."""
+def run(spec: StackSpec, lookup=None, program=None) -> Run:
+    """Declare ``spec``'s stack under mocks; returns every resource it registered.
+
+    ``program(spec)`` replaces the whole program (``build``), e.g. to declare one component.
+    """
     from infra.components.stack import build
 
+    program_fn = program or (lambda s: build(s, lookup) if lookup else build(s))
     mocks = RecordingMocks()
     pulumi.runtime.set_mocks(mocks, project="recon", stack=spec.name, preview=False, monitor=_Monitor(mocks))
     holder: dict[str, Any] = {}
 
-    def program() -> None:
-        holder["stack"] = build(spec, lookup) if lookup else build(spec)
+    def declare() -> None:
+        holder["stack"] = program_fn(spec)
 
-    _sync_await(_mocks.run_pulumi_func(program))
+    _sync_await(_mocks.run_pulumi_func(declare))
     for rec in mocks.records:
         rec.parent = mocks.parents.get((rec.type, rec.name), "")
     secret_values = [mock_secret(r.name) for r in mocks.records

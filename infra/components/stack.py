@@ -69,8 +69,8 @@ def _no_secrets(_key: str) -> None:
     return None
 
 
-def build(spec: StackSpec, lookup: Lookup = _no_secrets) -> Stack:
-    """Declare every resource of ``spec``'s stack; returns what ``pulumi.export`` should export."""
+def prepare(spec: StackSpec, lookup: Lookup = _no_secrets) -> Platform:
+    """The target's platform with its foundation declared: layout, rendered configs, secrets."""
     cls = platform_class(spec.target)
     layout = cls.make_layout(spec)
     rendered = render_all(spec, layout, cls.render_context(spec))
@@ -78,6 +78,12 @@ def build(spec: StackSpec, lookup: Lookup = _no_secrets) -> Stack:
     secrets.derive(spec, layout.host_of("postgres-primary"), [layout.host_of(p) for p in layout.postgres_replicas()])
     platform = cls(spec, layout, secrets, rendered)
     platform.setup()
+    return platform
+
+
+def build(spec: StackSpec, lookup: Lookup = _no_secrets) -> Stack:
+    """Declare every resource of ``spec``'s stack; returns what ``pulumi.export`` should export."""
+    platform = prepare(spec, lookup)
     st = Stack(spec, platform)
     st.components["database"] = Database("database", platform)
     st.components["cache"] = cache = Cache("cache", platform)

@@ -200,3 +200,43 @@ def test_backups_docker_is_created_not_started(staging):
     schedule = resolve(staging.stack.outputs["inventory"]["backup"])
     assert schedule["runs_in_target"] is False
     assert schedule["full"] == staging.spec.backup.schedule_full
+
+
+# -- each component alone, on each target -----------------------------------------------------
+
+ALONE = {
+    # component -> (what it declares on Docker, on Kubernetes), for the committed stacks
+    "Database": ({CONTAINER: 2, "docker:index/volume:Volume": 4},
+                 {STS: 2, "kubernetes:core/v1:Service": 2, "kubernetes:core/v1:ConfigMap": 2}),
+    "Cache": ({CONTAINER: 5, "docker:index/volume:Volume": 10},
+              {STS: 3, "kubernetes:core/v1:Service": 3, "kubernetes:core/v1:ConfigMap": 3}),
+    # Docker: prometheus data + conf, alertmanager conf, grafana conf; Kubernetes: no node-exporter
+    "Observability": ({CONTAINER: 7, "docker:index/volume:Volume": 4},
+                      {STS: 1, DEPLOY: 5, "kubernetes:core/v1:Service": 6, "kubernetes:core/v1:ConfigMap": 3,
+                       "kubernetes:core/v1:ServiceAccount": 1, "kubernetes:rbac.authorization.k8s.io/v1:Role": 1,
+                       "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding": 1}),
+    "Backups": ({CONTAINER: 1, "docker:index/volume:Volume": 1},
+                {"kubernetes:batch/v1:CronJob": 1, "kubernetes:core/v1:PersistentVolumeClaim": 1}),
+}
+
+
+@pytest.mark.parametrize("stack", ["staging", "production"])
+@pytest.mark.parametrize("component", sorted(ALONE))
+def test_component_declares_alone(component, stack):
+    """A component needs only the platform's foundation: constructed alone, it declares its
+    own resources, all parented to it, and nothing of the other concerns."""
+    import infra.components as components
+    from infra.components.offline import run
+    from infra.components.stack import prepare
+    from infra.spec import load_spec
+
+    def program(spec):
+        platform = prepare(spec)
+        return getattr(components, component)(component.lower(), platform)
+
+    result = run(load_spec(stack), program=program)
+    mine = [r for r in result.records if r.parent.endswith(f"$recon:components:{component}::{component.lower()}")]
+    counts: dict[str, int] = {}
+    for r in mine:
+        counts[r.type] = counts.get(r.type, 0) + 1
+    assert counts == ALONE[component][0 if stack == "staging" else 1]
