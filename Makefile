@@ -23,7 +23,13 @@ $(BIN)/.installed: pyproject.toml
 	@$(BIN)/python -m pip install -q -e '.[dev,bench]'
 	@touch $@
 
-venv: $(BIN)/.installed
+# checkov pins versions that clash with the project's; it lives in a venv of its own.
+$(VENV)/checkov/bin/checkov:
+	@$(PYTHON) -m venv $(VENV)/checkov
+	@$(VENV)/checkov/bin/python -m pip install -q --upgrade pip
+	@$(VENV)/checkov/bin/python -m pip install -q checkov
+
+venv: $(BIN)/.installed $(VENV)/checkov/bin/checkov
 
 up: deps venv
 	$(BIN)/fab up --stack $(STACK)
