@@ -128,6 +128,8 @@ def run_backup(site: Site, tier: str, run: Run, offsite: bool = True) -> dict | 
                  lambda: off.push_via_host(site))
     run.step("remove sets whose pgBackRest backup retention expired", f"rm -rf {paths.sets}/<expired>",
              lambda: prune(site))
+    run.step("publish the backup's time and size for Prometheus (BackupTooOld alert)",
+             f"{site.layout.data('node-exporter')}/recon_backup.prom", lambda: publish_metrics(site, doc))
     run.notes.update({"backup_id": set_id, "pgbackrest_label": info.label, "pgbackrest": version})
     return doc
 
@@ -153,6 +155,23 @@ def verify_set(site: Site, doc: dict) -> dict:
                        f"{len(doc['artifacts'])} file(s) match the manifest"}
     manifest.write(site.ex, set_dir, doc)
     return doc
+
+
+def publish_metrics(site: Site, doc: dict) -> None:
+    """node_exporter's textfile collector reads ``*.prom`` from its directory; written atomically."""
+    pg = doc["components"]["postgres"]
+    size = sum(a["size"] for a in doc["artifacts"].values()) + pg["repo_size"]
+    labels = f'stack="{site.spec.name}",tier="{doc["tier"]}"'
+    text = ("# HELP recon_backup_last_success_timestamp_seconds End of the last verified backup.\n"
+            "# TYPE recon_backup_last_success_timestamp_seconds gauge\n"
+            f"recon_backup_last_success_timestamp_seconds{{{labels}}} {pg['timestamp_stop']}\n"
+            "# HELP recon_backup_last_size_bytes Bytes stored by the last backup set.\n"
+            "# TYPE recon_backup_last_size_bytes gauge\n"
+            f"recon_backup_last_size_bytes{{{labels}}} {size}\n")
+    d = site.layout.data("node-exporter")
+    q = shlex.quote
+    site.ex.run(f"printf %s {q(text)} > {q(d + '/.recon_backup.prom.tmp')} && "
+                f"mv {q(d + '/.recon_backup.prom.tmp')} {q(d + '/recon_backup_' + doc['tier'] + '.prom')}")
 
 
 def prune(site: Site) -> list[str]:

@@ -185,7 +185,7 @@ def run_restore(site: Site, run: Run, target_time: str | None = None, backup_id:
         # One round trip: the wait runs on the host (each SSH call costs time under load).
         psql_cmd = (f"{PG_BIN}/psql -X -A -t -q -h {q(paths.socket)} -p {site.layout.bind('postgres-primary').port} "
                     f"-U postgres -d postgres -c")
-        script = f"""deadline=$((SECONDS + {spec.backup.restore_timeout_s})); gone=0
+        script = f"""cd / && deadline=$((SECONDS + {spec.backup.restore_timeout_s})); gone=0
 while :; do
   r=$({psql_cmd} 'SELECT pg_is_in_recovery()' 2>&1)
   if [ "$r" = f ] && {psql_cmd} 'SELECT txid_current()' >/dev/null 2>&1; then echo ready; exit 0; fi

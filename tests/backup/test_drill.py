@@ -165,3 +165,5 @@ def test_run_log_records_each_step_without_secrets(drill):
     conf = (spec.state_path / "conf" / "pgbackrest" / "pgbackrest.conf").read_text()
     assert secrets["backup_cipher"] not in conf and "cipher-pass" not in conf
     assert oct((spec.state_path / "secrets" / "pgbackrest" / "cipher.conf").stat().st_mode)[-3:] == "600"
+    prom = (spec.state_path / "data" / "node-exporter" / "recon_backup_daily.prom").read_text()
+    assert 'recon_backup_last_success_timestamp_seconds{stack="local",tier="daily"}' in prom
