@@ -63,6 +63,7 @@ def run(left: pl.DataFrame, right: pl.DataFrame, rules: RuleSet) -> MatchResult:
     group_parts: list[pl.DataFrame] = []
     criteria_text: dict[int, str] = {}
     stats: list[dict[str, object]] = []
+    used_parts: list[tuple[pl.DataFrame, pl.DataFrame]] = []
     for index, rule in enumerate(rules.rules):
         started = time.perf_counter()
         tolerances = tolerance_columns(currencies, lambda c, r=rule: rules.tolerance_for(r, c))
@@ -83,8 +84,10 @@ def run(left: pl.DataFrame, right: pl.DataFrame, rules: RuleSet) -> MatchResult:
                 group_parts.append(groups)
                 links = _links(groups)
                 used_left, used_right = links.select(id="left_id").unique(), links.select(id="right_id").unique()
-            work_left = work_left.join(used_left, on="id", how="anti")
-            work_right = work_right.join(used_right, on="id", how="anti")
+            used_parts.append((used_left, used_right))
+            if index + 1 < len(rules.rules):  # the last rule's leftovers are computed once, below
+                work_left = work_left.join(used_left, on="id", how="anti")
+                work_right = work_right.join(used_right, on="id", how="anti")
         stat["seconds"] = round(time.perf_counter() - started, 4)
         stats.append(stat)
 
@@ -103,8 +106,10 @@ def run(left: pl.DataFrame, right: pl.DataFrame, rules: RuleSet) -> MatchResult:
         ),
     )
     groups = _number_groups(group_parts)
-    unmatched_left = left.join(work_left.select("id"), on="id", how="semi").sort("id")
-    unmatched_right = right.join(work_right.select("id"), on="id", how="semi").sort("id")
+    used_left = pl.concat([u for u, _ in used_parts]) if used_parts else pl.DataFrame(schema={"id": pl.Int64})
+    used_right = pl.concat([u for _, u in used_parts]) if used_parts else pl.DataFrame(schema={"id": pl.Int64})
+    unmatched_left = left.join(used_left, on="id", how="anti").sort("id")
+    unmatched_right = right.join(used_right, on="id", how="anti").sort("id")
     exponents = {code: CURRENCY_EXPONENTS[currency] for code, currency in enumerate(currencies)}
     return MatchResult(
         pairs=pairs,
