@@ -107,10 +107,9 @@ class SshExecutor(Executor):
             o = self.options
             self._conn = Connection(o["host"], user=o.get("login"), port=int(o.get("port", 22)),
                                     connect_timeout=int(o.get("connect_timeout", 10)),
-                                    connect_kwargs={k: v for k, v in {
-                                        "key_filename": o.get("key_filename"),
-                                        "look_for_keys": o.get("key_filename") is None,
-                                        "allow_agent": o.get("key_filename") is None}.items()})
+                                    connect_kwargs=({"key_filename": o["key_filename"],
+                                                     "look_for_keys": False, "allow_agent": False}
+                                                    if o.get("key_filename") else {}))
         return self._conn
 
     def run(self, cmd, *, env=None, timeout=600, check=True, user=None) -> Result:
@@ -169,20 +168,39 @@ class DockerExecutor(Executor):
 
 @dataclass
 class KubectlExecutor(DockerExecutor):
-    """``options``: pod, namespace, container (optional), context (optional)."""
+    """``options``: namespace, pod or selector (a Deployment's pods: the first Running one
+    is used), container (optional), context (optional)."""
+
+    def _kubectl(self) -> list[str]:
+        o = self.options
+        return [o.get("kubectl", "kubectl")] + (["--context", o["context"]] if o.get("context") else [])
+
+    def pod(self) -> str:
+        o = self.options
+        if o.get("pod"):
+            return o["pod"]
+        argv = self._kubectl() + ["get", "pods", "-n", o["namespace"], "-l", o["selector"],
+                                  "--field-selector", "status.phase=Running",
+                                  "-o", "jsonpath={.items[*].metadata.name}"]
+        res = self._exec(argv, shlex.join(argv), None, 30, True, f"k8s:{o['namespace']}")
+        names = sorted(res.stdout.split())
+        if not names:
+            raise ExecutorUnreachable(f"no Running pod in namespace {o['namespace']!r} matches "
+                                      f"selector {o['selector']!r}")
+        return names[0]
 
     def run(self, cmd, *, env=None, timeout=600, check=True, user=None) -> Result:
         line = _cmdline(cmd)
         o = self.options
-        argv = [o.get("kubectl", "kubectl")] + (["--context", o["context"]] if o.get("context") else [])
-        argv += ["exec", "-n", o["namespace"], o["pod"]] + (["-c", o["container"]] if o.get("container") else [])
+        argv = self._kubectl()
+        argv += ["exec", "-n", o["namespace"], self.pod()] + (["-c", o["container"]] if o.get("container") else [])
         if env:
             exports = "; ".join(f"export {k}={shlex.quote(v)}" for k, v in env.items())
             line_remote = f"{exports}; {line}"
             argv += ["-i", "--", "sh", "-s"]
-            return self._stdin(argv, line, line_remote, timeout, check, f"k8s:{o['namespace']}/{o['pod']}")
+            return self._stdin(argv, line, line_remote, timeout, check, f"k8s:{o['namespace']}/{argv[argv.index('exec') + 3]}")
         argv += ["--", "sh", "-c", line]
-        return self._exec(argv, line, None, timeout, check, f"k8s:{o['namespace']}/{o['pod']}")
+        return self._exec(argv, line, None, timeout, check, f"k8s:{o['namespace']}/{argv[argv.index('exec') + 3]}")
 
     def _stdin(self, argv, line, script, timeout, check, where) -> Result:
         t0 = time.monotonic()

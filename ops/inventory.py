@@ -108,8 +108,10 @@ def _output_inventory(spec: StackSpec) -> Inventory:
     services = {}
     for name, s in doc.get("services", {}).items():
         opts = {"container": s.get("container", name)} if kind == "docker" else {
-            "pod": s.get("pod", name), "namespace": s.get("namespace", spec.namespace),
-            "container": s.get("container")}
+            "pod": s.get("pod"), "selector": s.get("selector"),
+            "namespace": s.get("namespace", spec.namespace), "container": s.get("container")}
+        if kind == "kubectl" and not (opts["pod"] or opts["selector"]):
+            raise InventoryError(f"{path}: service {name!r} names neither a pod nor a selector")
         services[name] = Service(name, s.get("kind", name.split("-")[0]), s.get("host", name),
                                  s.get("port"), executor(kind, options=opts), s.get("data_dir"),
                                  None, s)
