@@ -73,6 +73,8 @@ def main() -> int:
         ok = f["canary_rc"] != 0 and f["state"]["canary_weight"] == 0 and gate is not None
         print("failing canary (RECON_FAULT_RATE=0.5):")
         line("reverted automatically", "yes" if ok else "no", "yes", ok)
+        if not ok:
+            print(f["canary_err"][-1500:])
         if gate:
             line(f"gate {gate['gate']}", f"{gate['value']:.2%} > {gate['threshold']:.2%}", "decision in run record", True)
         missed += not ok

@@ -77,6 +77,22 @@ class Prometheus:
         return sum(values) if values else None
 
 
+def wait_scraped(prom: Prometheus, slot: str, version: str, replicas: int, timeout_s: float) -> bool:
+    """Wait until Prometheus scrapes every replica of ``slot``/``version`` (after a config reload
+    the new targets appear only at their first scrape). False when they did not within timeout."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            up = prom.scalar(f'sum(up{{job="recon-backend",slot="{slot}",version="{version}"}})')
+        except PrometheusError:
+            up = None
+        if up is not None and up >= replicas:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.5)
+
+
 def slot_health(spec: StackSpec, layout: LocalLayout, slot: str, version: str, timeout_s: float) -> GateResult:
     """Wait up to ``timeout_s`` for every replica of ``slot`` to answer /health and /ready with 200."""
     deadline = time.monotonic() + timeout_s

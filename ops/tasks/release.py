@@ -75,13 +75,25 @@ def _gate(run: Run, results) -> str:
 
 def _analyse(spec, driver, run: Run, slot: str, version: str, title: str) -> str:
     """Wait one analysis window with traffic flowing, then judge the slot from Prometheus."""
-    from ops.release.gates import Prometheus, metrics
+    from ops.release.gates import Prometheus, metrics, verdict, wait_scraped
     window = spec.release.analysis_window_s
     prom = Prometheus(f"http://{driver.target().layout.endpoint('prometheus')}")
-    out = run.step(title, f"sleep {window}; query Prometheus: error rate and p95 of slot={slot},version={version} "
-                          f"over {window}s vs release.max_error_rate={spec.release.max_error_rate}, "
-                          f"max_p95_seconds={spec.release.max_p95_seconds}",
-                   lambda: (time.sleep(window), metrics(spec, prom, slot, version))[1])
+
+    def judge():
+        replicas = len(driver.target().layout.backends(slot))
+        if not wait_scraped(prom, slot, version, replicas, timeout_s=3 * spec.prometheus.scrape_interval_s + 10):
+            progress(f"  Prometheus does not scrape every replica of {slot} ({version}) yet; analysing anyway")
+        time.sleep(window)
+        results = metrics(spec, prom, slot, version)
+        if verdict(results) == "inconclusive":  # late data (reload, first scrapes): one more window
+            progress(f"  no data on {slot} yet; one more window of {window}s")
+            time.sleep(window)
+            results = metrics(spec, prom, slot, version)
+        return results
+
+    out = run.step(title, f"wait until Prometheus scrapes slot={slot},version={version}; sleep {window}; query "
+                          f"error rate and p95 over {window}s vs release.max_error_rate={spec.release.max_error_rate}, "
+                          f"max_p95_seconds={spec.release.max_p95_seconds} (no data: one more window)", judge)
     return "pass" if out is None else _gate(run, out)
 
 
