@@ -53,6 +53,21 @@ def normalise_text(expr: pl.Expr, mode: str) -> pl.Expr:
     return out.replace("", None)
 
 
+def normalise_series(values: pl.Series, mode: str) -> pl.Series:
+    """:func:`normalise_text` for a whole column, faster for the common "alnum" case.
+
+    Dashes and spaces (nearly all the punctuation real references carry) are removed with
+    literal replaces; the Unicode regex runs only if anything else is left, which one cheap
+    scan tells. The result equals ``normalise_text(values, mode)``.
+    """
+    if mode != "alnum":
+        return values.to_frame("v").select(normalise_text(pl.col("v"), mode)).to_series().rename(values.name)
+    out = values.str.to_uppercase().str.replace_all("-", "", literal=True).str.replace_all(" ", "", literal=True)
+    if out.str.contains(r"[^\p{L}\p{N}]").any():
+        out = out.str.replace_all(r"[^\p{L}\p{N}]", "")
+    return out.replace("", None)
+
+
 def prepare(records: pl.DataFrame, currencies: list[str]) -> pl.DataFrame:
     """The engine's working columns for one side (the full records stay with the caller).
 
@@ -114,13 +129,13 @@ def key_join(
     fuse its next steps into the same query) id, id_r, currency and the `carry` columns of both
     sides (right ones suffixed ``_r``).
 
-    Joins on a 64-bit hash of the key columns over narrow frames (joining wide frames on
-    strings is several times slower) and requires a second, independently seeded hash to agree,
-    so a false pair needs a 128-bit collision. Keys occurring more than `max_key_repeats` times on either side
+    Joins on a 64-bit hash of the key over narrow frames (joining wide frames on strings is
+    several times slower), then requires the same currency and a second, independently seeded
+    hash of the key to agree, so a false pair needs a 128-bit collision. Keys occurring more than `max_key_repeats` times on either side
     are dropped first, so a non-identifying key ("SALARY") cannot turn the join quadratic.
     """
-    keys = [*on, "currency"]
-    hashes = [pl.struct(keys).hash(seed=0x5EED).alias("_h"), pl.struct(keys).hash(seed=0xC0FFEE).alias("_h2")]
+    key = pl.struct(on) if len(on) > 1 else pl.col(on[0])
+    hashes = [key.hash(seed=0x5EED).alias("_h"), key.hash(seed=0xC0FFEE).alias("_h2")]
 
     def narrow(frame: pl.DataFrame) -> pl.DataFrame:
         frame = frame.drop_nulls(on).select("id", *carry, "currency", *hashes)
@@ -135,9 +150,9 @@ def key_join(
     # a second, independent 64-bit hash must agree too: a false match needs a 128-bit collision
     return (
         left.lazy()
-        .join(right.lazy().drop("currency"), on="_h", how="inner", suffix="_r")
-        .filter(pl.col("_h2") == pl.col("_h2_r"))
-        .drop("_h", "_h2", "_h2_r")
+        .join(right.lazy(), on="_h", how="inner", suffix="_r")
+        .filter((pl.col("_h2") == pl.col("_h2_r")) & (pl.col("currency") == pl.col("currency_r")))
+        .drop("_h", "_h2", "_h2_r", "currency_r")
     )
 
 

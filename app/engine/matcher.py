@@ -23,6 +23,7 @@ from app.engine.candidates import (
     band_join,
     day_window_join,
     key_join,
+    normalise_series,
     normalise_text,
     prepare,
     tolerance_columns,
@@ -145,10 +146,13 @@ def _pair_rule(
 ) -> pl.DataFrame:
     window = rule.date_window_days
     if isinstance(rule, ReferenceRule):
-        key = normalise_text(pl.col("reference"), rule.normalize).alias("_key")
+        def keyed(work: pl.DataFrame) -> pl.DataFrame:
+            key = normalise_series(work.get_column("reference"), rule.normalize).rename("_key")
+            return work.select("id", "amount", "d", "vd", "currency").with_columns(key)
+
         joined = key_join(
-            work_left.select("id", "amount", "d", "vd", "currency", key),
-            work_right.select("id", "amount", "d", "vd", "currency", key),
+            keyed(work_left),
+            keyed(work_right),
             on=["_key"],
             max_key_repeats=rule.max_key_repeats,
             carry=("amount", "d", "vd"),

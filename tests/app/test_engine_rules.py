@@ -320,3 +320,15 @@ def test_invalid_frames_are_refused(mutate, needle: str) -> None:  # noqa: ANN00
 def test_rule_set_validation(config: dict[str, object], needle: str) -> None:
     with pytest.raises(ValueError, match=needle):
         RuleSet.model_validate(config)
+
+
+@pytest.mark.parametrize("mode", ["alnum", "casefold", "exact"])
+def test_fast_column_normalisation_equals_the_expression(mode: str) -> None:
+    from app.engine.candidates import normalise_series, normalise_text
+
+    values = pl.Series("reference", ["INV-0042", " inv 0042 ", "a/b.c", "Ünïcode–ref", "--", "", None, "RF18 5390"])
+    expected = values.to_frame().select(normalise_text(pl.col("reference"), mode)).to_series()
+    assert normalise_series(values, mode).to_list() == expected.to_list()
+    assert normalise_series(values.filter(values.str.contains("^[A-Za-z0-9 -]*$")), mode).to_list() == (
+        expected.filter(values.str.contains("^[A-Za-z0-9 -]*$")).to_list()
+    )
