@@ -54,6 +54,15 @@ def parse_time(text: str) -> dt.datetime:
     return t
 
 
+def pg_time(text: str | None) -> str | None:
+    """The form pgBackRest 2.45 parses for backup set selection (and PostgreSQL for
+    recovery_target_time): ``YYYY-MM-DD HH:MM:SS.mmm+00`` in UTC."""
+    if text is None:
+        return None
+    t = parse_time(text).astimezone(dt.timezone.utc)
+    return t.strftime("%Y-%m-%d %H:%M:%S.") + f"{t.microsecond // 1000:03d}+00"
+
+
 def _iso(epoch: float | None) -> str:
     return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).isoformat(timespec="seconds") if epoch else "none"
 
@@ -140,7 +149,7 @@ def run_restore(site: Site, run: Run, target_time: str | None = None, backup_id:
     report["set"] = chosen["id"] if chosen else None
     report["pgbackrest_set"] = label or "latest"
 
-    restore_argv = pgb.restore_argv(staging, set_label=label, target_time=target_time, repo=repo,
+    restore_argv = pgb.restore_argv(staging, set_label=label, target_time=pg_time(target_time), repo=repo,
                                     restore_cmd=restore_command(spec, site.layout))
     if label and not target_time:  # a backup alone: that backup's own state
         restore_argv = restore_argv.replace("--type=default", "--type=immediate --target-action=promote")

@@ -60,7 +60,9 @@ def pg_dumpall(spec) -> str:
                          capture_output=True, text=True, timeout=300,
                          env={**os.environ, "PGPASSFILE": str(root / "secrets" / "pgbackrest" / "pgpass")})
     assert res.returncode == 0, res.stderr
-    return res.stdout
+    # PostgreSQL 15.14+ wraps the dump in \restrict/\unrestrict with a random key per run
+    return "".join(ln for ln in res.stdout.splitlines(keepends=True)
+                   if not ln.startswith(("\\restrict ", "\\unrestrict ")))
 
 
 def fingerprint(env: dict) -> dict[str, object]:

@@ -132,3 +132,9 @@ def test_unknown_backup_id_names_the_known_ones():
         manifest.find(sets, "zzz")
     with pytest.raises(BadInput, match="incomplete"):
         manifest.find(sets, "b-weekly")
+
+
+def test_target_time_is_handed_to_pgbackrest_in_utc_in_the_form_it_parses():
+    from ops.backup.recovery import pg_time
+    assert pg_time("2025-01-31T13:00:00.123456+01:00") == "2025-01-31 12:00:00.123+00"
+    assert pg_time(None) is None
