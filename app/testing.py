@@ -81,7 +81,9 @@ class PostgresServer:
         argv = list(cmd)
         if os.geteuid() == 0:
             argv = ["runuser", "-u", "postgres", "--", *argv]
-        return subprocess.run(argv, capture_output=True, text=True, check=False, cwd=self.root)
+        # pg_ctl start/restart must get -l: a postmaster inheriting our pipes would keep them open
+        # and this call would never return (hence the timeout as a backstop).
+        return subprocess.run(argv, capture_output=True, text=True, check=False, cwd=self.root, timeout=120)
 
     def start(self) -> "PostgresServer":
         if not (PG_BIN / "initdb").exists():
@@ -104,6 +106,13 @@ class PostgresServer:
         if res.returncode != 0:
             raise ServerStartError(f"createdb failed: {res.stderr.strip()}")
         return self
+
+    def restart(self) -> None:
+        """Fast restart (every client connection is cut), as a failover looks to clients."""
+        res = self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.datadir), "-l", str(self.log), "-m", "fast", "-w",
+                        "-t", "30", "restart")
+        if res.returncode != 0:
+            raise ServerStartError(f"pg_ctl restart failed: {res.stderr.strip()}\n{_tail(self.log)}")
 
     def stop(self) -> None:
         if (self.datadir / "postmaster.pid").exists():

@@ -7,6 +7,8 @@ Traps:
 * Pools open in the background (``open(wait=False)``) so a process starts, and ``/health``
   answers, while PostgreSQL is down; the first ``connection()`` then waits at most
   ``timeout`` seconds and raises :class:`DatabaseUnavailable`.
+* Connections are checked on checkout (one round trip): after a PostgreSQL restart or
+  failover, stale pooled connections are replaced instead of failing the next requests.
 * The replica lags the primary. Use ``reader()`` only where a few hundred milliseconds of
   staleness is harmless (listings, exports of finished runs); read-after-write goes to the
   primary. If the replica is unreachable, ``reader()`` falls back to the primary.
@@ -53,6 +55,7 @@ class Database:
             dsn, kwargs=kwargs, min_size=settings.db_pool_min if min_size is None else min_size,
             max_size=settings.db_pool_max if max_size is None else max_size,
             configure=_configure, open=False, name=f"{name}-primary", timeout=settings.db_connect_timeout,
+            check=ConnectionPool.check_connection, max_idle=300,
         )
         self._replica: ConnectionPool | None = None
         if settings.database_replica_url is not None:
@@ -60,6 +63,7 @@ class Database:
                 settings.database_replica_url.get_secret_value(), kwargs=kwargs,
                 min_size=0, max_size=settings.db_pool_max, configure=_configure, open=False,
                 name=f"{name}-replica", timeout=settings.db_connect_timeout,
+                check=ConnectionPool.check_connection, max_idle=300,
             )
         self._dsn_shown = redact_dsn(dsn)
         self._replica_down_until = 0.0

@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -126,6 +127,13 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def _db_down(request: Request, exc: DatabaseUnavailable) -> JSONResponse:
         log.error("database unavailable", extra={"error": str(exc)})
         return JSONResponse({"detail": "database unavailable, retry later"}, status_code=503,
+                            headers={"Retry-After": "5"})
+
+    @app.exception_handler(psycopg.OperationalError)
+    async def _db_lost(request: Request, exc: psycopg.OperationalError) -> JSONResponse:
+        # A connection broke mid-request (server restart, failover): the caller may retry.
+        log.error("database connection lost", extra={"error": str(exc)})
+        return JSONResponse({"detail": "database connection lost, retry later"}, status_code=503,
                             headers={"Retry-After": "5"})
 
     @app.exception_handler(RequestValidationError)
