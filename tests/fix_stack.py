@@ -68,8 +68,11 @@ def isolated_stack_env(state_dir, offset: int) -> dict[str, str]:
 
     Trap: run as root, the services run as the ``recon`` user, which cannot enter pytest's
     0700 tmp dirs: put ``state_dir`` under :data:`SCRATCH` (``<repo>/.state/``) instead."""
-    from infra.spec import StackSpec
-    base = StackSpec()
+    from infra import spec as S
+
+    class base:  # the declared defaults, whatever RECON_* the caller's shell exports
+        postgres, redis, backend, nginx = S.PostgresSpec(), S.RedisSpec(), S.BackendSpec(), S.NginxSpec()
+        prometheus, alertmanager, exporters = S.PrometheusSpec(), S.AlertmanagerSpec(), S.ExportersSpec()
     values = {
         "POSTGRES__PORT": base.postgres.port, "REDIS__PORT": base.redis.port,
         "REDIS__SENTINEL__PORT": base.redis.sentinel.port, "BACKEND__PORT": base.backend.port,
