@@ -25,6 +25,7 @@ from app.engine.candidates import (
     key_join,
     normalise_series,
     normalise_text,
+    without_ids,
     prepare,
     tolerance_columns,
 )
@@ -87,8 +88,8 @@ def run(left: pl.DataFrame, right: pl.DataFrame, rules: RuleSet) -> MatchResult:
                 used_left, used_right = links.select(id="left_id").unique(), links.select(id="right_id").unique()
             used_parts.append((used_left, used_right))
             if index + 1 < len(rules.rules):  # the last rule's leftovers are computed once, below
-                work_left = work_left.join(used_left, on="id", how="anti")
-                work_right = work_right.join(used_right, on="id", how="anti")
+                work_left = without_ids(work_left, used_left.get_column("id"))
+                work_right = without_ids(work_right, used_right.get_column("id"))
         stat["seconds"] = round(time.perf_counter() - started, 4)
         stats.append(stat)
 
@@ -109,8 +110,8 @@ def run(left: pl.DataFrame, right: pl.DataFrame, rules: RuleSet) -> MatchResult:
     groups = _number_groups(group_parts)
     used_left = pl.concat([u for u, _ in used_parts]) if used_parts else pl.DataFrame(schema={"id": pl.Int64})
     used_right = pl.concat([u for _, u in used_parts]) if used_parts else pl.DataFrame(schema={"id": pl.Int64})
-    unmatched_left = left.join(used_left, on="id", how="anti").sort("id")
-    unmatched_right = right.join(used_right, on="id", how="anti").sort("id")
+    unmatched_left = without_ids(left, used_left.get_column("id")).sort("id")
+    unmatched_right = without_ids(right, used_right.get_column("id")).sort("id")
     exponents = {code: CURRENCY_EXPONENTS[currency] for code, currency in enumerate(currencies)}
     return MatchResult(
         pairs=pairs,
@@ -246,14 +247,26 @@ def _pair_select() -> list[pl.Expr]:
 
 
 def _deltas(cands: pl.DataFrame | pl.LazyFrame, tolerances: pl.DataFrame, window: int) -> pl.LazyFrame:
-    """Add _da/_dd (right - left), their magnitudes and `allowed`; keep what passes."""
+    """Add _da/_dd (right - left), their magnitudes and `allowed`; keep what passes.
+
+    With absolute tolerances only (the usual case) `allowed` is a per-currency constant looked
+    up from a tiny map; the exact relative formula needs the tolerance columns joined in.
+    """
+    lazy = cands.lazy()
+    if tolerances.get_column("tol_num").max() == 0:
+        absolute = dict(zip(tolerances.get_column("currency").to_list(), tolerances.get_column("tol_abs").to_list()))
+        if len(set(absolute.values())) <= 1:
+            allowed = pl.lit(next(iter(absolute.values()), 0), dtype=pl.Int64)
+        else:
+            allowed = pl.col("currency").replace_strict(absolute, return_dtype=pl.Int64)
+    else:
+        lazy = lazy.join(tolerances.lazy(), on="currency", how="left")
+        allowed = allowed_delta(pl.col("la"), pl.col("ra"))
     return (
-        cands.lazy()
-        .join(tolerances.lazy(), on="currency", how="left")
-        .with_columns(
+        lazy.with_columns(
             _da=pl.col("ra") - pl.col("la"),
             _dd=(pl.col("rd") - pl.col("ld")).cast(pl.Int64),
-            allowed=allowed_delta(pl.col("la"), pl.col("ra")),
+            allowed=allowed,
         )
         .with_columns(_abs_da=pl.col("_da").abs(), _abs_dd=pl.col("_dd").abs())
         .filter((pl.col("_abs_da") <= pl.col("allowed")) & (pl.col("_abs_dd") <= window))
