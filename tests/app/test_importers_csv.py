@@ -244,3 +244,13 @@ def test_generated_records_round_trip_through_csv() -> None:
     result = parse(datagen.to_csv(dataset.left), filename="left.csv", side="left")
     columns = ["id", "reference", "amount_minor", "currency", "booking_date", "value_date", "counterparty", "description"]
     assert result.records.select(columns).equals(dataset.left.sort("id").select(columns))
+
+
+def test_fast_and_quoted_paths_agree() -> None:
+    plain = "date;reference;amount;currency\n\n2024-01-02;A-1;1,50;EUR\n;;;\n2024-01-03;B-2;-2;JPY\n"
+    quoted = plain.replace("A-1", '"A-1"')  # one quote character sends the file through the csv module
+    options = dict(decimal=",")
+    fast, slow = _csv(plain, **options).records, _csv(quoted, **options).records
+    assert fast.drop("raw").equals(slow.drop("raw"))
+    assert fast.get_column("line").to_list() == [3, 5]
+    assert fast.get_column("raw").to_list() == ["2024-01-02;A-1;1,50;EUR", "2024-01-03;B-2;-2;JPY"]
