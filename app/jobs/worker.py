@@ -135,7 +135,18 @@ class Worker:
         conn.execute(f"LISTEN {jobs.CHANNEL}")
         return conn
 
+    def warm_up(self) -> None:
+        """Import every handler module and let it warm up (``warm_up()`` if it has one)."""
+        for kind, target in HANDLERS.items():
+            module = importlib.import_module(target.partition(":")[0])
+            warm = getattr(module, "warm_up", None)
+            if warm is not None:
+                t0 = time.perf_counter()
+                warm()
+                log.info("handler warmed up", extra={"kind": kind, "seconds": round(time.perf_counter() - t0, 3)})
+
     def run(self, once: bool = False) -> int:
+        self.warm_up()
         log.info("worker started", extra={"worker": self.name, "lease_seconds": self.settings.job_lease_seconds})
         if self.settings.worker_metrics_port:
             from prometheus_client import start_http_server

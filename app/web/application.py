@@ -57,6 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = build_services(settings)
         app.state.services = services
+        await run_in_threadpool(_warm_up_importers)
         try:
             yield
         finally:
@@ -120,6 +121,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     tracing.instrument_app(app, settings)
     return app
+
+
+def _warm_up_importers() -> None:
+    """Import every format module and parse a two-line CSV before serving.
+
+    Otherwise the first upload in a fresh process pays the imports (polars CSV path, lxml,
+    ofxtools, mt940) on a user's clock. A failure here is logged, never fatal: the import
+    path then runs lazily as usual.
+    """
+    import importlib
+
+    from app import importers
+
+    try:
+        for module in importers.FORMATS.values():
+            importlib.import_module(module)
+        importers.parse(b"date,reference,amount,currency\n2026-01-01,W,1.00,EUR\n", filename="warm-up.csv",
+                        side="left")
+    except Exception as exc:  # noqa: BLE001 - warm-up is an optimisation only
+        log.warning("importer warm-up failed", extra={"error": str(exc)})
 
 
 def _install_error_handlers(app: FastAPI) -> None:
