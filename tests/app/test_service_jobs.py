@@ -255,3 +255,24 @@ def test_worker_stops_cleanly_on_sigterm(workers) -> None:  # type: ignore[no-un
     assert proc.stop(sig="term") == 0
     assert '"worker stopped"' in proc.output()
     workers.ensure()
+
+
+def test_progress_of_a_running_job_is_visible(app_client: TestClient, db: psycopg.Connection, dsn: str,  # type: ignore[no-untyped-def]
+                                              worker, as_viewer: dict[str, str], as_operator: dict[str, str],
+                                              wait_run) -> None:
+    recon = seed(db, 2000)
+    run = app_client.post(f"/api/v1/reconciliations/{recon}/runs", headers=as_operator).json()
+    wait_for(lambda: db.execute("SELECT 1 FROM jobs WHERE id = %s AND status = 'running'",
+                                (run["job_id"],)).fetchone(), 30, "the job to be claimed")
+    # Freeze the worker at its next write to the job row (progress, completion): it is mid-job.
+    with psycopg.connect(dsn) as blocker:
+        blocker.execute("SELECT 1 FROM jobs WHERE id = %s FOR UPDATE", (run["job_id"],))
+        time.sleep(0.3)
+        state = app_client.get(f"/api/v1/runs/{run['id']}", headers=as_viewer).json()
+        assert state["status"] == "running", state
+        assert state["progress"]["source"] == "redis"
+        assert state["progress"]["stage"] in ("load", "match", "store")
+        assert state["progress"]["total"] in (0, 4000) and state["progress"]["processed"] <= 4000
+        blocker.rollback()
+    done = wait_run(app_client, run["id"], as_viewer)
+    assert done["status"] == "succeeded" and done["progress"]["processed"] == 4000
