@@ -317,12 +317,24 @@ def _with_similarity(
         return cands.with_columns(similarity=pl.lit(0.0)).drop("_text_left_id", "_text_right_id")
     left_texts = cands.get_column("_text_left_id").to_list()
     right_texts = cands.get_column("_text_right_id").to_list()
-    scorers = (fuzz.token_set_ratio, fuzz.token_sort_ratio) if rule.scorer == "balanced" else (getattr(fuzz, rule.scorer),)
-    total = None
+    # token_sort first: it costs about half of token_set, which then sees only the survivors
+    scorers = (fuzz.token_sort_ratio, fuzz.token_set_ratio) if rule.scorer == "balanced" else (getattr(fuzz, rule.scorer),)
+    # a mean of n scores (each <= 100) reaches m only if every score reaches n*m - (n-1)*100:
+    # rapidfuzz may stop early below that cutoff (it then returns 0, which keeps the mean below m)
+    # Each scorer after the first runs only on the pairs still in the race.
+    cutoff = max(0.0, 100.0 * (len(scorers) * rule.min_similarity - (len(scorers) - 1)))
+    total = pl.Series("similarity", [0.0] * cands.height, dtype=pl.Float64)
+    alive = pl.Series("alive", [True] * cands.height)
     for scorer in scorers:
-        scores = pl.Series("similarity", process.cpdist(left_texts, right_texts, scorer=scorer, workers=-1), dtype=pl.Float64)
-        total = scores if total is None else total + scores
-    similarity = total / (100.0 * len(scorers))
+        positions = alive.arg_true()
+        lefts = [left_texts[i] for i in positions.to_list()] if positions.len() < cands.height else left_texts
+        rights = [right_texts[i] for i in positions.to_list()] if positions.len() < cands.height else right_texts
+        raw = pl.Series(process.cpdist(lefts, rights, scorer=scorer, score_cutoff=cutoff, workers=-1), dtype=pl.Float64)
+        total = total.scatter(positions, total.gather(positions) + raw)
+        alive = alive.scatter(positions, raw >= cutoff)
+        if not alive.any():
+            break
+    similarity = pl.Series("similarity", alive, dtype=pl.Boolean).cast(pl.Float64) * total / (100.0 * len(scorers))
     return (
         cands.with_columns(similarity=similarity.round(4))
         .filter(pl.col("similarity") >= rule.min_similarity)
