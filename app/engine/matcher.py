@@ -354,6 +354,10 @@ def _group_rule(
 ) -> pl.DataFrame:
     """Candidates for one-to-many (one left) and many-to-one (one right), assigned together."""
     build: Callable[..., pl.DataFrame] = _key_groups if isinstance(rule, GroupRule) else _subset_groups
+    # normalise the grouping/blocking fields once per side, not once per direction
+    fields = rule.group_by if isinstance(rule, GroupRule) else rule.block_on
+    work_left = work_left.with_columns([_group_key(field) for field in fields])
+    work_right = work_right.with_columns([_group_key(field) for field in fields])
     parts = []
     if rule.direction in ("both", "one_left"):
         parts.append(build(rule, work_left, work_right, tolerances, "left"))
@@ -481,7 +485,7 @@ def _key_groups(
 ) -> pl.DataFrame:
     keys = [f"_g_{field}" for field in rule.group_by]
     grouped = (
-        many.with_columns([_group_key(field) for field in rule.group_by])
+        many
         .drop_nulls(keys)
         .group_by([*keys, "currency"])
         .agg(
@@ -498,7 +502,7 @@ def _key_groups(
     window = rule.date_window_days
     if rule.match_on:
         on = [f"_g_{field}" for field in rule.match_on]
-        one_keyed = one.with_columns([_group_key(field) for field in rule.match_on]).drop_nulls(on)
+        one_keyed = one.drop_nulls(on)
         joined = one_keyed.join(grouped.drop([k for k in keys if k not in on]), on=[*on, "currency"], how="inner")
     else:
         index = grouped.with_row_index("gid").with_columns(pl.col("gid").cast(pl.Int64))
@@ -521,8 +525,8 @@ def _subset_groups(
     """Bounded subset-sum: combinations of 2..max_size blocked candidates, built by self-joins."""
     window = rule.date_window_days
     keys = [f"_g_{field}" for field in rule.block_on]
-    targets = one.with_columns([_group_key(f) for f in rule.block_on])
-    pool = many.with_columns([_group_key(f) for f in rule.block_on]).filter(pl.col("amount") != 0)
+    targets = one
+    pool = many.filter(pl.col("amount") != 0)
     if keys:
         paired = day_window_join(targets, pool, on=keys, window=window)
     else:
