@@ -204,3 +204,16 @@ def test_secrets_are_redacted() -> None:
     shown = repr(s) + str(s.redacted())
     assert "hunter2" not in shown and "s3cret" not in shown
     assert s.redacted()["database_url"] == "postgresql://recon:***@db:5432/recon"
+
+
+def test_redis_url_is_an_alternative_to_sentinel(stack) -> None:  # type: ignore[no-untyped-def]
+    from app.cache import Cache
+    from app.settings import Settings
+
+    cache = Cache(Settings(redis_url=f"redis://127.0.0.1:{stack.redis.port}/0"))
+    cache.ping()
+    cache.set_json("url-mode", [1, 2], 60)
+    assert cache.get_json("url-mode") == [1, 2] and cache.master_address() is None
+    both = Cache(Settings(redis_url="redis://127.0.0.1:1/0", redis_sentinels=f"127.0.0.1:{stack.sentinel.port}"))
+    both.ping()  # Sentinel wins when both are set
+    assert "sentinel" in both.where

@@ -55,3 +55,52 @@ def test_otlp_endpoint_builds_an_http_exporter() -> None:
     assert exporters[0]._endpoint == "http://127.0.0.1:4318/v1/traces"
     assert provider.resource.attributes["service.version"] == "1.0"
     provider.shutdown()
+
+
+def test_serve_exports_spans_over_otlp_http(spawn) -> None:  # type: ignore[no-untyped-def]
+    """A real `serve` process with RECON_OTLP_ENDPOINT posts protobuf spans to the collector URL."""
+    import threading
+    import time
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    import httpx
+
+    from app.testing import free_port
+
+    received: list[tuple[str, bytes]] = []
+
+    class Collector(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server API
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append((self.path, body))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    collector = HTTPServer(("127.0.0.1", free_port()), Collector)
+    threading.Thread(target=collector.serve_forever, daemon=True).start()
+    port = free_port()
+    proc = spawn("serve", "--port", str(port), env={
+        "RECON_OTLP_ENDPOINT": f"http://127.0.0.1:{collector.server_port}", "OTEL_BSP_SCHEDULE_DELAY": "100"})
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{base}/api/v1/runs/1", timeout=1).status_code == 401:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        deadline = time.monotonic() + 15
+        while not received and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert received, proc.output()[-2000:]
+        path, body = received[0]
+        assert path == "/v1/traces"
+        assert b"/api/v1/runs/{run_id}" in body and b"recon" in body
+    finally:
+        proc.stop()
+        collector.shutdown()
