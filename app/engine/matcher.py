@@ -106,7 +106,7 @@ def run(left: pl.DataFrame, right: pl.DataFrame, rules: RuleSet) -> MatchResult:
         criteria=(pl.col("_rule").cast(pl.Int64) * 8 + pl.col("_code")).replace_strict(
             criteria_text, return_dtype=pl.Utf8
         ),
-    )
+    ).cast(dict(PAIRS_SCHEMA))
     groups = _number_groups(group_parts)
     used_left = pl.concat([u for u, _ in used_parts]) if used_parts else pl.DataFrame(schema={"id": pl.Int64})
     used_right = pl.concat([u for _, u in used_parts]) if used_parts else pl.DataFrame(schema={"id": pl.Int64})

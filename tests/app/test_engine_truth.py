@@ -75,3 +75,15 @@ def test_exact_pass_alone_matches_only_keyed_pairs(dataset: datagen.Dataset) -> 
     alone = match(dataset.left, dataset.right, RuleSet(rules=[ReferenceRule()], tolerances=datagen.TOLERANCES))
     planted = dataset.truth_pairs.filter(pl.col("rule") == "reference").select("left_id", "right_id").sort("left_id")
     assert alone.pairs.select("left_id", "right_id").equals(planted)
+
+
+def test_result_frames_follow_the_published_schemas(result) -> None:  # noqa: ANN001
+    from app.engine import DISCREPANCIES_SCHEMA, GROUPS_SCHEMA, PAIRS_SCHEMA, RULE_STATS_SCHEMA, SUMMARY_SCHEMA
+    from app.records import RECORD_SCHEMA
+
+    assert result.pairs.schema == PAIRS_SCHEMA
+    assert result.groups.schema == GROUPS_SCHEMA
+    assert result.discrepancies.schema == DISCREPANCIES_SCHEMA
+    assert result.summary.schema == SUMMARY_SCHEMA
+    assert result.rule_stats.schema == RULE_STATS_SCHEMA
+    assert result.unmatched_left.schema == RECORD_SCHEMA and result.unmatched_right.schema == RECORD_SCHEMA
