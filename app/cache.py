@@ -147,6 +147,18 @@ class Cache:
             return False, window - (now % window)
         return True, 0
 
+    def peek_rate_limit(self, subject: str, limit: int, window: int = 60) -> bool:
+        """True when ``subject`` already used up ``limit`` in the current window (no hit counted).
+
+        Fails open (False) when Redis is unavailable.
+        """
+        bucket = int(time.time()) // window
+        try:
+            raw = self._run("get", f"recon:rl:{subject}:{bucket}")
+        except CacheUnavailable:
+            return False
+        return raw is not None and int(raw) >= limit
+
     def close(self) -> None:
         if self.client is not None:
             self.client.close()

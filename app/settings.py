@@ -73,6 +73,8 @@ class Settings(BaseSettings):
 
     rate_limit_per_minute: int = Field(default=1200, ge=0, description="Per token; 0 disables.")
     token_cache_seconds: int = Field(default=30, ge=0)
+    auth_failures_per_minute: int = Field(default=60, ge=0, description="Per client address: unknown "
+                                          "tokens beyond this get 429 instead of a database look-up; 0 disables.")
 
     job_lease_seconds: float = Field(default=30.0, gt=0, description="A running job whose worker "
                                      "missed heartbeats this long is taken over by another worker.")

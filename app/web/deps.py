@@ -44,12 +44,19 @@ def current_principal(request: Request, svc: Services = Depends(services)) -> Pr
     if cached:
         principal = Principal(int(cached["token_id"]), cached["name"], cached["role"])
     else:
+        client = request.client.host if request.client else "unknown"
+        limit = svc.settings.auth_failures_per_minute
+        if limit and svc.cache.peek_rate_limit(f"authfail:{client}", limit):
+            raise HTTPException(429, f"too many requests with unknown tokens from {client}; retry in a minute",
+                                headers={"Retry-After": "60"})
         db = svc.require_db()
         with db.primary() as conn:
             found = auth.lookup(conn, token)
             if found is not None:
                 conn.execute("UPDATE api_tokens SET last_used_at = now() WHERE id = %s", (found.token_id,))
         if found is None:
+            if limit:
+                svc.cache.hit_rate_limit(f"authfail:{client}", limit)
             raise HTTPException(401, "unknown or revoked API token", headers={"WWW-Authenticate": "Bearer"})
         principal = found
         if svc.settings.token_cache_seconds:

@@ -264,3 +264,13 @@ def test_openapi_document_lists_the_api(app_client: TestClient) -> None:
         assert path in spec["paths"]
     upload = spec["paths"]["/api/v1/reconciliations/{recon_id}/imports"]["post"]
     assert set(upload["responses"]) >= {"201", "409", "413", "415", "422"}
+
+
+def test_unknown_tokens_are_throttled_per_client(settings) -> None:  # type: ignore[no-untyped-def]
+    from app.web import create_app
+
+    strict = settings.model_copy(update={"auth_failures_per_minute": 3})
+    with TestClient(create_app(strict), client=("203.0.113.9", 5000)) as client:
+        codes = [client.get("/api/v1/whoami", headers={"Authorization": f"Bearer rk_guess{i}"}).status_code
+                 for i in range(5)]
+    assert codes == [401, 401, 401, 429, 429]
