@@ -80,6 +80,8 @@ class Settings(BaseSettings):
                                      "missed heartbeats this long is taken over by another worker.")
     job_poll_seconds: float = Field(default=1.0, gt=0)
     job_max_attempts: int = Field(default=3, ge=1)
+    job_retention_days: int = Field(default=30, ge=1, description="finished job rows older than this are "
+                                    "deleted by the workers (runs and results are kept)")
     worker_metrics_port: int | None = Field(default=None, ge=0, le=65535)
     worker_metrics_host: str = Field(default="127.0.0.1", description="bind address of the worker's "
                                      "/metrics; 0.0.0.0 where Prometheus scrapes pod IPs (Kubernetes)")

@@ -121,3 +121,14 @@ def set_progress(conn: psycopg.Connection, job_id: int, stage: str, processed: i
     with conn.transaction():
         conn.execute("UPDATE jobs SET stage = %s, processed = %s, total = %s WHERE id = %s",
                      (stage, processed, total, job_id))
+
+
+def purge_finished(conn: psycopg.Connection, older_than_days: int) -> int:
+    """Delete succeeded/failed jobs finished more than ``older_than_days`` ago; return how many.
+
+    Runs and their summaries live in ``runs``; a job row is only the queue's bookkeeping.
+    """
+    with conn.transaction():
+        cur = conn.execute("DELETE FROM jobs WHERE status IN ('succeeded', 'failed') "
+                           "AND finished_at < now() - make_interval(days => %s)", (older_than_days,))
+    return cur.rowcount

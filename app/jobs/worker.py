@@ -37,6 +37,8 @@ from app.settings import Settings
 
 log = logging.getLogger(__name__)
 
+PURGE_INTERVAL_SECONDS = 3600.0
+
 HANDLERS: dict[str, str] = {
     "reconcile": "app.jobs.reconcile:handle",
 }
@@ -154,10 +156,16 @@ class Worker:
             start_http_server(self.settings.worker_metrics_port, addr=self.settings.worker_metrics_host,
                               registry=metrics.REGISTRY)
         backoff = 0.5
+        next_purge = 0.0
         while not self.stopping.is_set():
             try:
                 if self._listen is None or self._listen.closed:
                     self._listen = self._connect_listener()
+                if time.monotonic() >= next_purge:
+                    purged = jobs.purge_finished(self._listen, self.settings.job_retention_days)
+                    if purged:
+                        log.info("finished jobs purged", extra={"count": purged})
+                    next_purge = time.monotonic() + PURGE_INTERVAL_SECONDS
                 job = jobs.claim(self._listen, self.name, self.settings.job_lease_seconds)
                 backoff = 0.5
                 if job is None:

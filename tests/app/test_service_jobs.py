@@ -276,3 +276,21 @@ def test_progress_of_a_running_job_is_visible(app_client: TestClient, db: psycop
         blocker.rollback()
     done = wait_run(app_client, run["id"], as_viewer)
     assert done["status"] == "succeeded" and done["progress"]["processed"] == 4000
+
+
+def test_finished_jobs_are_purged_after_retention(dsn: str, db: psycopg.Connection) -> None:
+    from app import jobs
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        old = jobs.enqueue(conn, "reconcile", {"run_id": -2})
+        fresh = jobs.enqueue(conn, "reconcile", {"run_id": -3})
+        queued = jobs.enqueue(conn, "reconcile", {"run_id": -4})
+        conn.execute("UPDATE jobs SET status = 'succeeded', finished_at = now() - interval '31 days' WHERE id = %s",
+                     (old,))
+        conn.execute("UPDATE jobs SET status = 'failed', finished_at = now() - interval '29 days' WHERE id = %s",
+                     (fresh,))
+        conn.execute("UPDATE jobs SET run_after = now() + interval '1 hour' WHERE id = %s", (queued,))
+        assert jobs.purge_finished(conn, 30) >= 1
+        left = {r[0] for r in conn.execute("SELECT id FROM jobs WHERE id = ANY(%s)", ([old, fresh, queued],))}
+        assert left == {fresh, queued}
+        conn.execute("DELETE FROM jobs WHERE id = ANY(%s)", ([fresh, queued],))
