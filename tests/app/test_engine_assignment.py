@@ -27,7 +27,7 @@ ROUNDS_ONLY = {"max_rounds": 10_000, "sequential_below": 0}
 edge_lists = st.lists(st.tuples(st.integers(0, 12), st.integers(0, 12)), min_size=0, max_size=80, unique=True)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150, deadline=None, database=None)
 @given(edge_lists)
 def test_pairs_equal_sequential_greedy(edges: list[tuple[int, int]]) -> None:
     frame = pl.DataFrame(edges, schema={"left_id": pl.Int64, "right_id": pl.Int64}, orient="row").with_row_index("_rank")
@@ -35,7 +35,7 @@ def test_pairs_equal_sequential_greedy(edges: list[tuple[int, int]]) -> None:
     assert list(chosen.select("left_id", "right_id").iter_rows()) == greedy(edges)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100, deadline=None, database=None)
 @given(st.lists(st.lists(st.tuples(st.sampled_from(["left", "right"]), st.integers(0, 8)), min_size=1, max_size=4, unique=True),
                 min_size=0, max_size=40))
 def test_hyperedges_equal_sequential_greedy(candidates: list[list[tuple[str, int]]]) -> None:
