@@ -294,3 +294,18 @@ def test_finished_jobs_are_purged_after_retention(dsn: str, db: psycopg.Connecti
         left = {r[0] for r in conn.execute("SELECT id FROM jobs WHERE id = ANY(%s)", ([old, fresh, queued],))}
         assert left == {fresh, queued}
         conn.execute("DELETE FROM jobs WHERE id = ANY(%s)", ([fresh, queued],))
+
+
+def test_a_job_that_keeps_killing_workers_is_given_up(app_client: TestClient, db: psycopg.Connection, workers,  # type: ignore[no-untyped-def]
+                                                      as_operator: dict[str, str], wait_run) -> None:
+    workers.stop_all()
+    recon = seed(db, 10)
+    run = app_client.post(f"/api/v1/reconciliations/{recon}/runs", headers=as_operator).json()
+    # As if three workers in a row had claimed it and died: attempts used up, lease long expired.
+    db.execute("UPDATE jobs SET status = 'running', attempts = max_attempts, locked_by = 'dead', "
+               "heartbeat_at = now() - interval '1 hour' WHERE id = %s", (run["job_id"],))
+    workers.ensure()
+    done = wait_run(app_client, run["id"], as_operator)
+    assert done["status"] == "failed"
+    assert "gave up after 3 attempts" in done["error"]
+    assert done["job"]["attempts"] == 4 and done["job"]["status"] == "failed"
