@@ -6,7 +6,7 @@ import io
 import json
 import logging
 import time
-from typing import Any, Literal
+from typing import Any
 
 import polars as pl
 from fastapi import APIRouter, Depends, HTTPException, Request, Response

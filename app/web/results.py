@@ -14,7 +14,6 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-import json
 import re
 from collections.abc import Iterator
 from typing import Any, Literal
@@ -325,7 +324,3 @@ def export(recon_id: int, view: Literal["matches", "unmatched", "discrepancies"]
     body = _xlsx_bytes(view, header, _export_rows(db, view, params))
     return StreamingResponse(iter([body]), headers=disposition,
                              media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value, default=str)
