@@ -11,6 +11,7 @@ the demo never trips the duplicate-upload check (409).
 from __future__ import annotations
 
 import os
+import ssl
 import time
 from importlib import resources
 from typing import Any
@@ -46,9 +47,14 @@ def run_demo(base_url: str, *, token: str | None = None, cacert: str | None = No
                         "(create one with `python -m app token create --role operator --name demo`)")
     if not base_url.startswith(("http://", "https://")):
         raise DemoError(f"--base-url {base_url!r} must start with http:// or https://")
-    verify: Any = cacert if cacert else True
-    if cacert and not os.path.exists(cacert):
-        raise DemoError(f"--cacert {cacert!r} does not exist")
+    verify: Any = True
+    if cacert:
+        if not os.path.exists(cacert):
+            raise DemoError(f"--cacert {cacert!r} does not exist")
+        try:
+            verify = ssl.create_default_context(cafile=cacert)
+        except (ssl.SSLError, OSError) as exc:
+            raise DemoError(f"--cacert {cacert!r} is not a usable PEM CA bundle: {exc}") from exc
     headers = {"Authorization": f"Bearer {token}"}
     try:
         with httpx.Client(base_url=base_url.rstrip("/"), headers=headers, verify=verify, timeout=30) as client:

@@ -365,3 +365,12 @@ def test_exports_defuse_spreadsheet_formulas(app_client: TestClient, as_operator
     book = app_client.get(url, headers=as_operator, params={"view": "unmatched", "side": "left", "format": "xlsx"})
     cells = list(load_workbook(io.BytesIO(book.content))["unmatched"].iter_rows(min_row=2, values_only=True))[0]
     assert "'=HYPERLINK(\"http://evil\",\"x\")" in cells and "'@SUM(A1)" in cells
+
+
+def test_demo_rejects_a_cacert_that_is_not_pem(service_env, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from app.demo import DemoError, run_demo
+
+    bad = tmp_path / "ca.pem"
+    bad.write_text("not a certificate")
+    with pytest.raises(DemoError, match="is not a usable PEM CA bundle"):
+        run_demo("https://127.0.0.1:9", token="rk_x", cacert=str(bad))
