@@ -10,6 +10,10 @@ Traps:
   chowned to ``postgres`` and ``initdb``/``pg_ctl`` run through ``runuser -u postgres``.
 * The PostgreSQL instance is tuned for speed, not safety (``fsync=off``): never point it at
   data you want to keep.
+* A session killed before teardown leaves its postmaster running (pg_ctl daemonises it);
+  :func:`reap_orphans` (called by :meth:`ThrowawayStack.start`) stops those whose owner
+  process is gone. Redis servers are started with PR_SET_PDEATHSIG and die with the process
+  that started them.
 * A free port found by binding port 0 can in theory be taken by someone else before the
   server binds it; start-up then fails with the server's log in the exception.
 """
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -32,6 +37,54 @@ REDIS_SENTINEL = os.environ.get("RECON_REDIS_SENTINEL", "/usr/bin/redis-sentinel
 
 class ServerStartError(RuntimeError):
     """A throwaway server did not come up; the message carries the tail of its log."""
+
+
+OWNER_FILE = "owner.pid"
+
+
+def _mark_owner(root: Path) -> None:
+    (root / OWNER_FILE).write_text(str(os.getpid()))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def reap_orphans(tmp: Path | None = None) -> list[Path]:
+    """Stop and remove throwaway PostgreSQL clusters whose owning process is gone.
+
+    A test session killed before its teardown (timeout, SIGKILL) leaves a daemonised
+    postmaster behind. Each cluster records its owner's pid in ``owner.pid``; clusters whose
+    owner is alive (another session running now) are left alone. Returns the removed roots.
+    """
+    removed = []
+    for root in sorted(Path(tmp or tempfile.gettempdir()).glob("recon-pg-*")):
+        try:
+            owner = int((root / OWNER_FILE).read_text())
+        except (OSError, ValueError):
+            continue  # not ours to judge (no owner recorded)
+        if _alive(owner):
+            continue
+        server = PostgresServer(root=root)
+        server.stop()
+        removed.append(root)
+    return removed
+
+
+def _die_with_parent() -> None:
+    """``preexec_fn``: ask Linux to SIGTERM this child when its parent dies (PR_SET_PDEATHSIG)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+    except OSError:
+        pass  # not Linux/glibc: teardown or reap_orphans still cleans up
 
 
 def free_port() -> int:
@@ -88,6 +141,7 @@ class PostgresServer:
     def start(self) -> "PostgresServer":
         if not (PG_BIN / "initdb").exists():
             raise ServerStartError(f"PostgreSQL binaries not found in {PG_BIN} (set RECON_PG_BIN)")
+        _mark_owner(self.root)
         if os.geteuid() == 0:
             shutil.chown(self.root, "postgres", "postgres")
         res = self._run(str(PG_BIN / "initdb"), "-D", str(self.datadir), "-U", "postgres", "--auth=trust",
@@ -138,7 +192,8 @@ class RedisServer:
                 "--dir", str(self.root), "--logfile", str(self.log), "--daemonize", "no"]
         if self.replica_of:
             argv += ["--replicaof", "127.0.0.1", str(self.replica_of)]
-        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     preexec_fn=_die_with_parent)
         _wait_port(self.port, 10, "redis-server", self.log)
         return self
 
@@ -177,7 +232,8 @@ class SentinelServer:
             f"sentinel failover-timeout {self.master_name} 5000\n"
             f"sentinel parallel-syncs {self.master_name} 1\n"
         )
-        self.proc = subprocess.Popen([REDIS_SENTINEL, str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen([REDIS_SENTINEL, str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     preexec_fn=_die_with_parent)
         _wait_port(self.port, 10, "redis-sentinel", self.log)
         return self
 
@@ -203,6 +259,7 @@ class ThrowawayStack:
     sentinel: SentinelServer | None = None
 
     def start(self) -> "ThrowawayStack":
+        reap_orphans()
         try:
             self.pg = PostgresServer().start()
             self.redis = RedisServer().start()

@@ -217,3 +217,27 @@ def test_redis_url_is_an_alternative_to_sentinel(stack) -> None:  # type: ignore
     both = Cache(Settings(redis_url="redis://127.0.0.1:1/0", redis_sentinels=f"127.0.0.1:{stack.sentinel.port}"))
     both.ping()  # Sentinel wins when both are set
     assert "sentinel" in both.where
+
+
+def test_orphaned_throwaway_postgres_is_reaped() -> None:
+    import os
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from app.testing import PostgresServer, reap_orphans
+
+    base = Path(tempfile.mkdtemp(prefix="recon-reap-test-"))  # under /tmp: postgres must traverse it
+    os.chmod(base, 0o755)
+    try:
+        root = Path(tempfile.mkdtemp(prefix="recon-pg-", dir=base))
+        pg = PostgresServer(root=root).start()
+        (root / "owner.pid").write_text("999999999")  # an owner that no longer exists
+        live = Path(tempfile.mkdtemp(prefix="recon-pg-", dir=base))
+        (live / "owner.pid").write_text(str(os.getpid()))
+        assert reap_orphans(base) == [root]
+        assert not root.exists() and live.exists()
+        with pytest.raises(psycopg.OperationalError):
+            psycopg.connect(pg.dsn(), connect_timeout=2)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
