@@ -128,8 +128,10 @@ def configure_primary(spec: StackSpec, layout: LocalLayout, secrets: dict) -> No
              ("exporter", secrets["postgres_exporter"], "LOGIN")]
     with superuser_conn(spec, layout, secrets) as conn:
         for name, password, attrs in roles:
-            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone()
-            verb = "ALTER" if exists else "CREATE"
+            row = conn.execute("SELECT rolpassword FROM pg_authid WHERE rolname = %s", (name,)).fetchone()
+            if row and scram_matches(row[0], password.get_secret_value()):
+                continue  # unchanged: leave the verifier (and the catalog) alone
+            verb = "ALTER" if row else "CREATE"
             conn.execute(sql.SQL(verb + " ROLE {} WITH " + attrs + " PASSWORD {}").format(
                 sql.Identifier(name), sql.Literal(password.get_secret_value())))
         conn.execute("GRANT pg_monitor TO exporter")
@@ -142,6 +144,25 @@ def configure_primary(spec: StackSpec, layout: LocalLayout, secrets: dict) -> No
                          (f"replica_{i}", f"replica_{i}"))
     with superuser_conn(spec, layout, secrets, dbname=pg.database) as conn:
         conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+
+
+def scram_matches(verifier: str | None, password: str) -> bool:
+    """Does a stored ``SCRAM-SHA-256$iter:salt$StoredKey:ServerKey`` verifier match ``password``?
+    (RFC 5802/7677; lets ``fab up`` leave an unchanged role password untouched.)"""
+    import base64
+    import hmac
+    try:
+        method, rest = verifier.split("$", 1)
+        iter_salt, keys = rest.split("$", 1)
+        iterations, salt = iter_salt.split(":", 1)
+        stored_key = keys.split(":", 1)[0]
+    except (AttributeError, ValueError):
+        return False
+    if method != "SCRAM-SHA-256":
+        return False
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), base64.b64decode(salt), int(iterations))
+    client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
+    return hmac.compare_digest(hashlib.sha256(client_key).digest(), base64.b64decode(stored_key))
 
 
 def clone_replica(spec: StackSpec, layout: LocalLayout, proc: str, who: RunAs) -> bool:

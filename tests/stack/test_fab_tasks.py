@@ -51,11 +51,19 @@ def test_remote_stack_is_refused_by_the_local_target():
 
 
 @pytest.mark.stack
-def test_second_up_is_a_no_op(running_stack):
+def test_second_up_is_a_no_op(running_stack, secrets):
+    from infra.local.bootstrap import superuser_conn
+
+    def verifiers():
+        with superuser_conn(running_stack.spec, running_stack.layout, secrets) as conn:
+            return conn.execute("SELECT rolname, rolpassword FROM pg_authid ORDER BY 1").fetchall()
+
+    before = verifiers()
     res = fab("up")
     assert res.returncode == 0, res.stderr
     assert "no change, every service already running and healthy" in res.stderr
     assert "starting " not in res.stderr and "restarting " not in res.stderr
+    assert verifiers() == before, "an unchanged password must not be re-set (new SCRAM salt)"
 
 
 @pytest.mark.stack
