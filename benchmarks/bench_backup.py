@@ -66,8 +66,11 @@ def main() -> None:
         subprocess.run(as_service_user(["mkdir", "-p", str(scratch)]), check=True)
         fig: dict[str, float] = {"db_bytes": size}
 
-        fig["pg_basebackup_s"] = timed([f"{PG_BIN}/pg_basebackup", *conn, "-D", str(scratch / "base"), "-Ft",
-                                        "-X", "fetch", "--checkpoint=fast", "--no-sync"], pgpass, "pg_basebackup")
+        # as a replica is cloned: the replication user over TCP (pg_hba admits replication there)
+        repl = ["-h", spec.host, "-p", str(spec.postgres.port), "-U", spec.postgres.replication_user]
+        fig["pg_basebackup_s"] = timed([f"{PG_BIN}/pg_basebackup", *repl, "-D", str(scratch / "base"), "-Ft",
+                                        "-X", "fetch", "--checkpoint=fast", "--no-sync"],
+                                       {"PGPASSFILE": str(root / "secrets/pgpass")}, "pg_basebackup")
         pgb = ["pgbackrest", f"--config={root}/conf/pgbackrest/pgbackrest.conf",
                f"--config-include-path={root}/secrets/pgbackrest", f"--stanza={spec.backup.stanza}"]
         fig["pgbackrest_full_s"] = timed([*pgb, "--type=full", "backup"], pgpass, "pgbackrest backup")
