@@ -90,7 +90,7 @@ class PostgresSpec(_Section):
     replication_password: SecretStr | None = None
     max_connections: int = Field(100, ge=10, le=5000)
     shared_buffers_mib: int = Field(128, ge=16, le=65536)
-    archive_timeout_s: int = Field(60, ge=1, le=60, description="WAL switch at least this often (RPO)")
+    archive_timeout_s: int = Field(30, ge=1, le=60, description="WAL switch at least this often: bounds the RPO (objective 30 s)")
     synchronous_commit: Literal["on", "off", "local", "remote_write", "remote_apply"] = "on"
     storage_gib: int = Field(10, ge=1, le=16384)
     resources: Resources = Resources(cpu_limit=1.0, memory_limit_mib=2048, cpu_request=0.5, memory_request_mib=1024)

@@ -54,7 +54,7 @@ def test_cipher_pass_goes_only_to_a_secret_file(spec):
     assert "k3y" not in archive_command(spec, layout)
     pg = render_all(spec, layout, RenderContext(archive_command=archive_command(spec, layout)))
     text = pg["postgres/primary/postgresql.conf"].content
-    assert "archive_mode = on" in text and "archive-push %p" in text and "archive_timeout = 60" in text
+    assert "archive_mode = on" in text and "archive-push %p" in text and "archive_timeout = 30" in text
 
 
 def test_backup_disabled_renders_no_pgbackrest_and_archiving_off(tmp_path):
