@@ -22,8 +22,7 @@ from app.engine.candidates import (
     allowed_delta,
     band_join,
     day_window_join,
-    key_join,
-    normalise_series,
+    text_key_join,
     normalise_text,
     without_ids,
     prepare,
@@ -147,14 +146,11 @@ def _pair_rule(
 ) -> pl.DataFrame:
     window = rule.date_window_days
     if isinstance(rule, ReferenceRule):
-        def keyed(work: pl.DataFrame) -> pl.DataFrame:
-            key = normalise_series(work.get_column("reference"), rule.normalize).rename("_key")
-            return work.select("id", "amount", "d", "vd", "currency").with_columns(key)
-
-        joined = key_join(
-            keyed(work_left),
-            keyed(work_right),
-            on=["_key"],
+        joined = text_key_join(
+            work_left,
+            work_right,
+            column="reference",
+            mode=rule.normalize,
             max_key_repeats=rule.max_key_repeats,
             carry=("amount", "d", "vd"),
         )
