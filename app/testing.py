@@ -198,14 +198,19 @@ class RedisServer:
         return self
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        shutil.rmtree(self.root, ignore_errors=True)
+        _stop(self.proc, self.root)
+
+
+def _stop(proc: "subprocess.Popen[bytes] | None", root: Path) -> None:
+    """Terminate a throwaway server (kill after 5 s) and remove its directory."""
+    if proc and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @dataclass
@@ -238,14 +243,7 @@ class SentinelServer:
         return self
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        shutil.rmtree(self.root, ignore_errors=True)
+        _stop(self.proc, self.root)
 
 
 @dataclass
