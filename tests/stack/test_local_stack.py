@@ -71,13 +71,14 @@ def test_replica_is_read_only_and_sees_primary_writes(running_stack, secrets):
     for replica in layout.postgres_replicas():
         with superuser_conn(spec, layout, secrets, proc=replica) as conn:
             assert conn.execute("SELECT pg_is_in_recovery()").fetchone()[0] is True
+            deadline = time.monotonic() + 15
+            while not conn.execute("SELECT 1 FROM pg_class WHERE relname = '_recon_replication_check'"
+                                   ).fetchone() or not conn.execute(
+                    "SELECT 1 FROM _recon_replication_check WHERE v = %s", (marker,)).fetchone():
+                assert time.monotonic() < deadline, f"{replica} did not replay the write within 15s"
+                time.sleep(0.1)
             with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
                 conn.execute("INSERT INTO _recon_replication_check VALUES ('x')")
-            deadline = time.monotonic() + 10
-            while not conn.execute("SELECT 1 FROM _recon_replication_check WHERE v = %s",
-                                   (marker,)).fetchone():
-                assert time.monotonic() < deadline, f"{replica} did not replay the write within 10s"
-                time.sleep(0.1)
 
 
 def test_sentinels_agree_on_master_with_quorum(running_stack):
