@@ -13,8 +13,10 @@ templates only refer to them by path (``secrets_dir``), never by value.
 
 from __future__ import annotations
 
+import functools
 import json
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
@@ -37,17 +39,15 @@ class Rendered:
 class RenderContext:
     """Target-specific facts the templates need beyond the spec and the layout."""
 
-    run_as: str | None = None
-    """OS user the services run as (local target, when started as root)."""
     tls_cert: str = "/etc/recon/tls/server.crt"
     tls_key: str = "/etc/recon/tls/server.key"
     archive_command: str | None = None
     """PostgreSQL archive_command; None turns WAL archiving off."""
-    node_textfile_dir: str = "/var/lib/node_exporter/textfile"
-    extra: dict = field(default_factory=dict)
 
 
+@functools.lru_cache(maxsize=1)
 def environment() -> jinja2.Environment:
+    """The one Jinja2 environment (it caches compiled templates, so it is built once)."""
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
         undefined=jinja2.StrictUndefined,
@@ -65,15 +65,19 @@ def render(name: str, **context) -> str:
     return environment().get_template(name).render(**context)
 
 
-def render_all(spec: StackSpec, layout: Layout, ctx: RenderContext | None = None) -> dict[str, Rendered]:
-    """Every config file of the stack for ``layout``'s target."""
+def render_all(spec: StackSpec, layout: Layout, ctx: RenderContext | None = None,
+               only: Iterable[str] | None = None) -> dict[str, Rendered]:
+    """Every config file of the stack for ``layout``'s target (or just the paths in ``only``:
+    a release reloads two files and should not compile every template)."""
     ctx = ctx or RenderContext()
     env = environment()
     base = {"spec": spec, "layout": layout, "ctx": ctx}
+    wanted = None if only is None else set(only)
     out: dict[str, Rendered] = {}
 
     def add(path: str, template: str, mode: int = 0o644, **extra) -> None:
-        out[path] = Rendered(path, env.get_template(template).render(**base, **extra), mode)
+        if wanted is None or path in wanted:
+            out[path] = Rendered(path, env.get_template(template).render(**base, **extra), mode)
 
     add("nginx/nginx.conf", "nginx/nginx.conf.j2")
     add("prometheus/prometheus.yml", "prometheus/prometheus.yml.j2")

@@ -82,19 +82,13 @@ class Database:
     @contextlib.contextmanager
     def primary(self, timeout: float | None = None) -> Iterator[psycopg.Connection]:
         """A pooled connection to the primary; the block runs in one transaction (commit on exit)."""
-        try:
-            cm = self._primary.connection(timeout=timeout)
-            conn = cm.__enter__()
-        except PoolTimeout as exc:
-            raise DatabaseUnavailable(f"no connection to PostgreSQL at {self._dsn_shown} within "
-                                      f"{timeout or self.settings.db_connect_timeout}s") from exc
-        try:
+        with contextlib.ExitStack() as stack:
+            try:
+                conn = stack.enter_context(self._primary.connection(timeout=timeout))
+            except PoolTimeout as exc:
+                raise DatabaseUnavailable(f"no connection to PostgreSQL at {self._dsn_shown} within "
+                                          f"{timeout or self.settings.db_connect_timeout}s") from exc
             yield conn
-        except BaseException as exc:
-            cm.__exit__(type(exc), exc, exc.__traceback__)
-            raise
-        else:
-            cm.__exit__(None, None, None)
 
     @contextlib.contextmanager
     def reader(self, timeout: float | None = None) -> Iterator[psycopg.Connection]:
@@ -104,23 +98,17 @@ class Database:
         retried on the primary; only failing to get a replica connection falls back.
         """
         if self._replica is not None and time.monotonic() >= self._replica_down_until:
-            try:
-                cm = self._replica.connection(timeout=timeout or 1.0)
-                conn = cm.__enter__()
-            except (PoolTimeout, psycopg.OperationalError) as exc:
-                # Circuit breaker: do not make every read wait for a dead replica.
-                self._replica_down_until = time.monotonic() + REPLICA_RETRY_SECONDS
-                log.warning("replica unavailable, reading from primary",
-                            extra={"error": str(exc), "retry_in": REPLICA_RETRY_SECONDS})
-            else:
+            with contextlib.ExitStack() as stack:
                 try:
-                    yield conn
-                except BaseException as exc:
-                    cm.__exit__(type(exc), exc, exc.__traceback__)
-                    raise
+                    conn = stack.enter_context(self._replica.connection(timeout=timeout or 1.0))
+                except (PoolTimeout, psycopg.OperationalError) as exc:
+                    # Circuit breaker: do not make every read wait for a dead replica.
+                    self._replica_down_until = time.monotonic() + REPLICA_RETRY_SECONDS
+                    log.warning("replica unavailable, reading from primary",
+                                extra={"error": str(exc), "retry_in": REPLICA_RETRY_SECONDS})
                 else:
-                    cm.__exit__(None, None, None)
-                return
+                    yield conn
+                    return
         with self.primary(timeout) as conn:
             yield conn
 

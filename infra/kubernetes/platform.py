@@ -32,7 +32,6 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra.components.images import IMAGES
 from infra.components.model import Probe, Workload
 from infra.components.platform import Platform
 from infra.components.sizing import resources_for

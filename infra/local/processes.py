@@ -8,9 +8,10 @@ request.
 
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
-import socket
+import subprocess
 import ssl
 import sys
 import urllib.request
@@ -112,6 +113,16 @@ def app_env(spec: StackSpec, layout: LocalLayout, slot: str | None = None) -> di
     return env
 
 
+def run_app(spec: StackSpec, layout: LocalLayout, *args: str, slot: str | None = None,
+            extra_env: dict[str, str] | None = None, capture: bool = True,
+            timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """``python -m app ARGS`` on this machine with the service's environment for ``slot``
+    (default: the active one). Secrets go in ``extra_env``, never in ``args``."""
+    env = {**os.environ, **app_env(spec, layout, slot or spec.backend.active_slot), **(extra_env or {})}
+    return subprocess.run([sys.executable, "-m", "app", *args], env=env, text=True,
+                          capture_output=capture, timeout=timeout)
+
+
 def plan(spec: StackSpec, layout: LocalLayout, slots: list[str] | None = None) -> list[Process]:
     """Every process of the local stack, in start order.
 
@@ -202,14 +213,6 @@ def unavailable(spec: StackSpec) -> list[Unavailable]:
 
 
 # -- health ------------------------------------------------------------------------------
-
-def tcp_open(host: str, port: int, timeout: float = 0.5) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
 
 def http_get(url: str, timeout: float = 2.0, cafile: str | None = None) -> tuple[int, bytes]:
     context = ssl.create_default_context(cafile=cafile) if url.startswith("https") else None

@@ -9,7 +9,6 @@ reads a changed config, and touches nothing else. A second ``up`` on a healthy s
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -17,7 +16,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import psycopg
 import redis
 
 from infra.layout import LocalLayout
@@ -85,10 +83,9 @@ class LocalTarget:
 
     # -- helpers -------------------------------------------------------------------------
     def render_context(self, who: RunAs) -> RenderContext:
-        return RenderContext(run_as=None, tls_cert=str(self.root / "tls" / "server.crt"),
+        return RenderContext(tls_cert=str(self.root / "tls" / "server.crt"),
                              tls_key=str(self.root / "tls" / "server.key"),
-                             archive_command=self._archive_command(),
-                             node_textfile_dir=self.layout.data("node-exporter"))
+                             archive_command=self._archive_command())
 
     def _archive_command(self) -> str | None:
         if not self.spec.backup.enabled:
@@ -212,12 +209,8 @@ class LocalTarget:
 
     def _migrate(self) -> None:
         """Apply the service's migrations (``python -m app migrate``) before it starts."""
-        import subprocess
-        import sys
-        from infra.local.processes import app_env
-        env = {**os.environ, **app_env(self.spec, self.layout, self.spec.backend.active_slot)}
-        res = subprocess.run([sys.executable, "-m", "app", "migrate"], capture_output=True, text=True,
-                             env=env, timeout=300)
+        from infra.local.processes import run_app
+        res = run_app(self.spec, self.layout, "migrate")
         if res.returncode != 0:
             raise TargetError("database migrations failed (python -m app migrate):\n"
                               + (res.stderr or res.stdout).strip()[-1500:])

@@ -27,21 +27,19 @@ from infra.local.privileges import service_identity
 from infra.local.processes import app_env, binary
 from infra.local.supervisor import render_config
 from infra.local.target import LocalTarget
-from infra.render import Rendered, environment, write_all
+from infra.render import Rendered, render_all, write_all
 from infra.spec import REPO_ROOT, StackSpec
 from ops.inventory import load_inventory
 from ops.release import state as rstate
 
-RELOADED = {"nginx/nginx.conf": "nginx/nginx.conf.j2", "prometheus/prometheus.yml": "prometheus/prometheus.yml.j2"}
-"""The configs a release changes, and their templates (the same pairs as infra.render.render_all)."""
+RELOADED = ("nginx/nginx.conf", "prometheus/prometheus.yml")
+"""The configs a release changes (paths as render_all names them)."""
 
 
-def render_some(t: LocalTarget, who, files: dict[str, str]) -> dict[str, Rendered]:
-    """Render only ``files`` (path -> template) with render_all's context: a rollback does not wait
-    for every template of the stack to compile."""
-    env = environment()
-    base = {"spec": t.spec, "layout": t.layout, "ctx": t.render_context(who)}
-    return {path: Rendered(path, env.get_template(tpl).render(**base)) for path, tpl in files.items()}
+def render_some(t: LocalTarget, who, paths) -> dict[str, Rendered]:
+    """Render only ``paths`` with the target's context: a rollback does not wait for every
+    template of the stack to compile."""
+    return render_all(t.spec, t.layout, t.render_context(who), only=paths)
 
 
 class ReleaseError(RuntimeError):

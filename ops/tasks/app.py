@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 
 from invoke import task
 
@@ -12,12 +10,11 @@ from ops.console import fail, progress
 from ops.tasks.stack import STACK_HELP, _local, _spec
 
 
-def app_command(target, *args: str, capture: bool = False) -> subprocess.CompletedProcess:
-    """Run ``python -m app ARGS`` with the stack's service environment (no secret on argv)."""
-    from infra.local.processes import app_env
-    env = {**os.environ, **app_env(target.spec, target.layout, target.spec.backend.active_slot)}
-    return subprocess.run([sys.executable, "-m", "app", *args], env=env, text=True,
-                          capture_output=capture)
+def app_command(target, *args: str, capture: bool = False,
+                extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run ``python -m app ARGS`` with the stack's service environment (secrets in ``extra_env``)."""
+    from infra.local.processes import run_app
+    return run_app(target.spec, target.layout, *args, extra_env=extra_env, capture=capture, timeout=600)
 
 
 def demo_token(target) -> str:
@@ -45,7 +42,7 @@ def demo(c, stack=None):
     base = (f"https://{spec.host}:{spec.nginx.https_port}" if spec.nginx.tls
             else f"http://{spec.host}:{spec.nginx.http_port}")
     progress(f"demo through nginx at {base}")
-    os.environ["RECON_TOKEN"] = token
-    res = app_command(target, "demo", "--base-url", base, "--cacert", target.cafile)
+    res = app_command(target, "demo", "--base-url", base, "--cacert", target.cafile,
+                      extra_env={"RECON_TOKEN": token})
     if res.returncode != 0:
         raise fail(f"demo failed (exit {res.returncode})", code=res.returncode)

@@ -14,9 +14,7 @@ appends a record to the stack's run log (docs/backups.md).
 
 from __future__ import annotations
 
-import datetime as dt
 import json as jsonlib
-import sys
 import time
 
 from invoke import Collection, task

@@ -15,10 +15,6 @@ from infra.local.bootstrap import superuser_conn
 pytestmark = pytest.mark.stack
 
 
-def _processes(target):
-    return target.processes()
-
-
 def pytest_generate_tests(metafunc):
     if "proc_name" in metafunc.fixturenames:
         from infra.local.target import LocalTarget
