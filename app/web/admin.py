@@ -10,8 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from app import auth
 from app.auth import Principal
 from app.db import Database
-from app.web.application import Services
 from app.web.deps import audit, database, require, services
+from app.web.services import Services
 
 router = APIRouter(prefix="/api/v1", tags=["admin"])
 

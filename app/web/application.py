@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import psycopg
 from fastapi import FastAPI, Request
@@ -17,36 +16,14 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app import metrics
-from app.cache import Cache, CacheUnavailable
-from app.db import Database, DatabaseUnavailable
-from app.settings import Settings, SettingsError, get_settings
+from app.cache import CacheUnavailable
+from app.db import DatabaseUnavailable
+from app.settings import Settings, get_settings
+from app.web import routes
 from app.web.middleware import ObservabilityMiddleware
+from app.web.services import Services, build_services
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Services:
-    """What request handlers need; built once per process in the lifespan."""
-
-    settings: Settings
-    db: Database | None
-    cache: Cache
-    db_error: str | None = None
-
-    def require_db(self) -> Database:
-        if self.db is None:
-            raise DatabaseUnavailable(self.db_error or "database not configured")
-        return self.db
-
-
-def build_services(settings: Settings) -> Services:
-    try:
-        db: Database | None = Database(settings).open(wait=False)
-        db_error = None
-    except SettingsError as exc:
-        db, db_error = None, str(exc)
-    return Services(settings=settings, db=db, cache=Cache(settings), db_error=db_error)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -109,8 +86,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return Response(body, media_type=content_type)
 
     _install_error_handlers(app)
-    from app.web import routes  # imported late: routes import this module's Services
-
     routes.register(app)
     if settings.fault_rate:  # release drills: a version that fails (inside the metrics)
         from app.web.faults import FaultInjectionMiddleware

@@ -13,7 +13,7 @@ from fastapi import Depends, HTTPException, Request
 from app import auth
 from app.auth import Principal
 from app.db import Database
-from app.web.application import Services
+from app.web.services import Services
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from app import importers, jobs, metrics
 from app.auth import Principal
 from app.db import Database
 from app.engine import RuleSet
-from app.web.application import Services
 from app.web.deps import audit, database, require, services
+from app.web.services import Services
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1", tags=["reconciliations"])

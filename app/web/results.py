@@ -24,9 +24,9 @@ from fastapi.responses import StreamingResponse
 from app.auth import Principal
 from app.db import Database
 from app.records import CURRENCY_EXPONENTS, from_minor
-from app.web.application import Services
 from app.web.deps import require, services
 from app.web.reconciliations import get_reconciliation
+from app.web.services import Services
 
 router = APIRouter(prefix="/api/v1/reconciliations/{recon_id}", tags=["results"])
 

@@ -19,9 +19,9 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.auth import Principal
-from app.web.application import Services
 from app.web.deps import audit, require, services
 from app.web.results import current_run
+from app.web.services import Services
 
 router = APIRouter(prefix="/api/v1", tags=["review"])
 

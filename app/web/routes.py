@@ -2,10 +2,10 @@
 
 from fastapi import FastAPI
 
+from app.web import admin, reconciliations, results, review
+
 
 def register(app: FastAPI) -> None:
     """Attach the API routers to ``app``."""
-    from app.web import admin, reconciliations, results, review
-
     for module in (reconciliations, results, review, admin):
         app.include_router(module.router)
