@@ -28,10 +28,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from infra.services import PG_BIN  # noqa: E402
 from tests.backup.drill import as_service_user, fab, psql, spec_of  # noqa: E402
 from tests.fix_stack import SCRATCH, isolated_stack_env  # noqa: E402
 
-PG_BIN = "/usr/lib/postgresql/15/bin"
 
 
 def timed(argv, env=None, what=""):

@@ -6,8 +6,11 @@ state under one directory) and the container targets (one host name per process,
 service's standard port, the image's conventional paths).
 
     Layout (abstract)
-    ├── LocalLayout       processes on this machine, ports from StackSpec.local_ports()
+    ├── LocalLayout       processes on this machine, ports from services.local_ports()
     └── ContainerLayout   one container/pod per process; docker DNS or Kubernetes services
+
+Process names, ports and data directories come from the service catalogue (infra/services.py);
+a layout only decides where they are on its target.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
+from infra import services
+from infra.services import PG_PRIMARY
 from infra.spec import StackSpec
 
 
@@ -39,18 +44,20 @@ class Layout:
 
     # -- process names -------------------------------------------------------------------
     def postgres_replicas(self) -> list[str]:
-        return [f"postgres-replica-{i}" for i in range(1, self.spec.postgres.replicas + 1)]
+        return services.member_names(self.spec, "postgres-replica")
+
+    def postgres_nodes(self) -> list[str]:
+        """Every PostgreSQL process, the first-initialised primary first."""
+        return [PG_PRIMARY, *self.postgres_replicas()]
 
     def redis_replicas(self) -> list[str]:
-        return [f"redis-replica-{i}" for i in range(1, self.spec.redis.replicas + 1)]
+        return services.member_names(self.spec, "redis-replica")
 
     def sentinels(self) -> list[str]:
-        if not self.spec.redis.failover:
-            return []
-        return [f"sentinel-{i}" for i in range(1, self.spec.redis.sentinel.count + 1)]
+        return services.member_names(self.spec, "sentinel")
 
     def backends(self, slot: str) -> list[str]:
-        return [f"backend-{slot}-{i}" for i in range(1, self.spec.backend.replicas + 1)]
+        return [m.name for m in services.service("backend").members(self.spec) if m.slot == slot]
 
     def serving_slots(self) -> list[str]:
         """Slots that receive traffic: the active one, plus the idle one during a canary."""
@@ -90,7 +97,7 @@ class LocalLayout(Layout):
     def __init__(self, spec: StackSpec):
         super().__init__(spec)
         self.root = spec.state_path
-        self.ports = spec.local_ports()
+        self.ports = services.local_ports(spec)
         self.client_cidr = f"{spec.host}/32"
 
     def endpoint(self, proc: str) -> Endpoint:
@@ -114,22 +121,6 @@ class LocalLayout(Layout):
         return str(self.root / "secrets" / name)
 
 
-_STANDARD_PORTS = {
-    "postgres": lambda s: s.postgres.port,
-    "redis": lambda s: s.redis.port,
-    "sentinel": lambda s: s.redis.sentinel.port,
-    "backend": lambda s: s.backend.port,
-    "prometheus": lambda s: s.prometheus.port,
-    "alertmanager-cluster": lambda s: s.alertmanager.port + 1,
-    "alertmanager": lambda s: s.alertmanager.port,
-    "postgres-exporter": lambda s: s.exporters.postgres_port,
-    "redis-exporter": lambda s: s.exporters.redis_port,
-    "node-exporter": lambda s: s.exporters.node_port,
-    "nginx-https": lambda s: s.nginx.https_port,
-    "nginx-http": lambda s: s.nginx.http_port,
-}
-
-
 class ContainerLayout(Layout):
     """One container (Docker) or pod (Kubernetes) per process, each on its standard port.
 
@@ -143,15 +134,18 @@ class ContainerLayout(Layout):
         self.target = target
         self.domain = domain
         self.client_cidr = "0.0.0.0/0"
+        self.ports = services.standard_ports(spec)
+        self.listeners = services.endpoint_members(spec)
 
     def host_of(self, proc: str) -> str:
-        return f"{proc}{self.domain}"
+        """Host name of a process, or of the process behind an endpoint (``nginx-https``)."""
+        return f"{self.listeners.get(proc, proc)}{self.domain}"
 
-    def port_of(self, proc: str) -> int:
-        for prefix in sorted(_STANDARD_PORTS, key=len, reverse=True):
-            if proc.startswith(prefix):
-                return _STANDARD_PORTS[prefix](self.spec)
-        raise KeyError(f"unknown process {proc!r}")
+    def port_of(self, endpoint: str) -> int:
+        try:
+            return self.ports[endpoint]
+        except KeyError:
+            raise KeyError(f"unknown endpoint {endpoint!r}; one of {sorted(self.ports)}") from None
 
     def endpoint(self, proc: str) -> Endpoint:
         return Endpoint(self.host_of(proc), self.port_of(proc))
@@ -163,9 +157,10 @@ class ContainerLayout(Layout):
         return str(PurePosixPath("/etc/recon") / name)
 
     def data(self, proc: str) -> str:
-        base = proc.split("-")[0]
-        return {"postgres": "/var/lib/postgresql/data", "redis": "/data", "sentinel": "/data",
-                "prometheus": "/prometheus", "alertmanager": "/alertmanager"}.get(base, f"/var/lib/{base}")
+        if proc == "backup":
+            return "/var/lib/backup"
+        svc, _ = services.owner(self.spec, proc)
+        return svc.data or f"/var/lib/{svc.name}"
 
     def run(self, name: str) -> str:
         return str(PurePosixPath("/tmp") / name)

@@ -22,6 +22,8 @@ from pathlib import Path
 import jinja2
 
 from infra.layout import Layout
+from infra.pgbackrest import BackupPaths
+from infra.services import PG_PRIMARY, replica_slot
 from infra.spec import REPO_ROOT, StackSpec
 
 TEMPLATES = REPO_ROOT / "templates"
@@ -83,11 +85,10 @@ def render_all(spec: StackSpec, layout: Layout, ctx: RenderContext | None = None
     add("prometheus/prometheus.yml", "prometheus/prometheus.yml.j2")
     add("prometheus/rules/recon.rules.yml", "prometheus/recon.rules.yml.j2")
     add("alertmanager/alertmanager.yml", "alertmanager/alertmanager.yml.j2")
-    add("postgres/primary/postgresql.conf", "postgres/postgresql.conf.j2", proc="postgres-primary",
-        role="primary")
-    for i, proc in enumerate(layout.postgres_replicas(), start=1):
+    add("postgres/primary/postgresql.conf", "postgres/postgresql.conf.j2", proc=PG_PRIMARY, role="primary")
+    for proc in layout.postgres_replicas():
         add(f"postgres/{proc.removeprefix('postgres-')}/postgresql.conf", "postgres/postgresql.conf.j2",
-            proc=proc, role="replica", slot=f"replica_{i}")
+            proc=proc, role="replica", slot=replica_slot(proc))
     add("postgres/pg_hba.conf", "postgres/pg_hba.conf.j2")
     add("redis/redis-primary.conf", "redis/redis.conf.j2", proc="redis-primary", role="primary")
     for proc in layout.redis_replicas():
@@ -95,7 +96,6 @@ def render_all(spec: StackSpec, layout: Layout, ctx: RenderContext | None = None
     for proc in layout.sentinels():
         add(f"redis/{proc}.conf", "redis/sentinel.conf.j2", proc=proc)
     if spec.backup.enabled:
-        from ops.backup.paths import BackupPaths
         add("pgbackrest/pgbackrest.conf", "pgbackrest/pgbackrest.conf.j2", paths=BackupPaths.of(layout))
     return out
 

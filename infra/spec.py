@@ -29,6 +29,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from infra import services
+
 PROJECT = "recon"
 """Pulumi project name; config keys are ``recon:<section>``."""
 
@@ -330,29 +332,8 @@ class StackSpec(BaseSettings):
         return (self.state_dir or REPO_ROOT / ".state" / self.name).resolve()
 
     def local_ports(self) -> dict[str, int]:
-        """Every listening port of the local target, by process name."""
-        ports: dict[str, int] = {"postgres-primary": self.postgres.port}
-        for i in range(1, self.postgres.replicas + 1):
-            ports[f"postgres-replica-{i}"] = self.postgres.port + i
-        ports["redis-primary"] = self.redis.port
-        for i in range(1, self.redis.replicas + 1):
-            ports[f"redis-replica-{i}"] = self.redis.port + i
-        if self.redis.failover:
-            for i in range(1, self.redis.sentinel.count + 1):
-                ports[f"sentinel-{i}"] = self.redis.sentinel.port + i - 1
-        for slot, offset in (("blue", 0), ("green", 100)):
-            for i in range(1, self.backend.replicas + 1):
-                ports[f"backend-{slot}-{i}"] = self.backend.port + offset + i
-        ports["nginx-http"] = self.nginx.http_port
-        if self.nginx.tls:
-            ports["nginx-https"] = self.nginx.https_port
-        ports["prometheus"] = self.prometheus.port
-        ports["alertmanager"] = self.alertmanager.port
-        ports["alertmanager-cluster"] = self.alertmanager.port + 1
-        ports["postgres-exporter"] = self.exporters.postgres_port
-        ports["redis-exporter"] = self.exporters.redis_port
-        ports["node-exporter"] = self.exporters.node_port
-        return ports
+        """Every listening port of the local target, by endpoint name (infra/services.py)."""
+        return services.local_ports(self)
 
     def cross_check(self) -> list[tuple[str, str, str]]:
         """Rules that span keys. Returns (key, value, allowed) for each problem."""
@@ -366,14 +347,7 @@ class StackSpec(BaseSettings):
             if not majority <= s.quorum <= s.count:
                 problems.append(("redis.sentinel.quorum", repr(s.quorum),
                                  f"a majority of the {s.count} Sentinels: {majority}..{s.count}"))
-        seen: dict[int, str] = {}
-        for proc, p in self.local_ports().items():
-            if p in seen:
-                problems.append((_port_key(proc), repr(p), f"a port not already used by {seen[p]}"))
-            elif p == 2024:
-                problems.append((_port_key(proc), "2024", "a free port (2024 is taken on these machines)"))
-            else:
-                seen[p] = proc
+        problems += services.port_problems(self)
         if self.backend.canary_weight and self.backend.slots[self.backend.idle_slot].version == \
                 self.backend.slots[self.backend.active_slot].version:
             problems.append(("backend.canary_weight", repr(self.backend.canary_weight),
@@ -391,20 +365,6 @@ class StackSpec(BaseSettings):
                 problems.append((f"{section}.resources.memory_request_mib", repr(r.memory_request_mib),
                                  f"at most memory_limit_mib ({r.memory_limit_mib})"))
         return problems
-
-
-def _port_key(proc: str) -> str:
-    key_for = "ports"
-    for prefix, key in (("postgres", "postgres.port"), ("redis", "redis.port"),
-                        ("sentinel", "redis.sentinel.port"), ("backend", "backend.port"),
-                        ("nginx-http", "nginx.http_port"), ("nginx-https", "nginx.https_port"),
-                        ("prometheus", "prometheus.port"), ("alertmanager", "alertmanager.port"),
-                        ("postgres-exporter", "exporters.postgres_port"),
-                        ("redis-exporter", "exporters.redis_port"),
-                        ("node-exporter", "exporters.node_port")):
-        if proc.startswith(prefix):
-            key_for = key
-    return f"{key_for} ({proc})"
 
 
 def stack_file(stack: str, root: Path = REPO_ROOT) -> Path:

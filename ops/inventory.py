@@ -16,6 +16,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from infra import services as catalogue
 from infra.layout import LocalLayout
 from infra.spec import StackSpec
 from ops.executors import Executor, executor
@@ -77,7 +78,6 @@ def _local_inventory(spec: StackSpec) -> Inventory:
     import os
     import pwd
 
-    from infra.local.processes import plan
     from infra.local.privileges import SERVICE_USER
     layout = LocalLayout(spec)
     run_as = None
@@ -89,10 +89,11 @@ def _local_inventory(spec: StackSpec) -> Inventory:
             run_as = None
     ex = _host_executor(spec, run_as)
     services = {}
-    for p in plan(spec, layout, slots=["blue", "green"]):
-        data = layout.data(p.name) if p.kind in ("postgres", "redis", "sentinel", "prometheus",
-                                                   "alertmanager") else None
-        services[p.name] = Service(p.name, p.kind, spec.host, p.port, ex, data, run_as,
+    for svc, m in catalogue.members(spec, "local"):
+        ports = svc.port_defs(spec)
+        services[m.name] = Service(m.name, svc.kind, spec.host,
+                                   layout.ports[ports[0].endpoint(m.name)] if ports else None, ex,
+                                   layout.data(m.name) if svc.data else None, run_as,
                                    {"supervisor_conf": layout.conf("supervisord.conf")})
     return Inventory(spec, services, layout.root)
 

@@ -2,10 +2,21 @@
 # Install the Debian packages the local stack runs (idempotent; apt only when something is missing).
 # Run as root, or as a user with sudo. Used by `make up`, `make test` and .ci/run.
 set -eu
-PACKAGES="postgresql-15 postgresql-client-15 redis-server redis-sentinel nginx prometheus
-prometheus-alertmanager prometheus-postgres-exporter prometheus-redis-exporter
-prometheus-node-exporter pgbackrest openssh-server openssh-client python3-venv python3-dev
+cd "$(dirname "$0")/.."
+# The services' packages come from the service catalogue (infra/services.py: stdlib only, so
+# Debian's python runs it before any virtualenv exists); the tools the tasks and tests use follow.
+PYTHON=/usr/bin/python3
+if [ ! -x "$PYTHON" ]; then
+    PYTHON=$(command -v python3 || true)
+fi
+if [ -z "$PYTHON" ]; then
+    echo "system packages: python3 is missing; install it first: apt-get install python3" >&2
+    exit 1
+fi
+SERVICES=$("$PYTHON" -m infra.services)
+TOOLS="postgresql-client-15 pgbackrest openssh-server openssh-client python3-venv python3-dev
 iproute2 curl ca-certificates"
+PACKAGES="$SERVICES $TOOLS"
 missing=""
 for p in $PACKAGES; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

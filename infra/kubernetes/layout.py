@@ -12,27 +12,20 @@ name; the layout's 1-based process index is the pod's ordinal + 1.
 
 from __future__ import annotations
 
-import re
-
+from infra import services
 from infra.layout import ContainerLayout
 from infra.spec import StackSpec
 
 CLUSTER_DOMAIN = "svc.cluster.local"
 
-_STATEFUL = re.compile(r"^(postgres-replica|redis-replica|sentinel)-(\d+)$")
-_SINGLE_STATEFUL = {"postgres-primary", "redis-primary", "prometheus"}
-_SLOT = re.compile(r"^(backend-(?:blue|green))-\d+$")
-
-
-def group_of(proc: str) -> tuple[str, int | None]:
-    """(group name, pod ordinal) of a layout process; ordinal None for Deployments."""
-    if m := _STATEFUL.match(proc):
-        return m.group(1), int(m.group(2)) - 1
-    if proc in _SINGLE_STATEFUL:
-        return proc, 0
-    if m := _SLOT.match(proc):
-        return m.group(1), None
-    return proc, None
+def group_of(spec: StackSpec, proc: str) -> tuple[str, int | None]:
+    """(group name, pod ordinal) of a layout process; ordinal None for Deployments and for
+    names outside the catalogue (jobs such as ``migrate``)."""
+    try:
+        _, member = services.owner(spec, services.endpoint_members(spec).get(proc, proc))
+    except KeyError:
+        return proc, None
+    return member.group, member.ordinal
 
 
 class KubernetesLayout(ContainerLayout):
@@ -44,11 +37,11 @@ class KubernetesLayout(ContainerLayout):
         return f"{service}.{self.namespace}.{CLUSTER_DOMAIN}"
 
     def host_of(self, proc: str) -> str:
-        group, ordinal = group_of(proc)
+        group, ordinal = group_of(self.spec, proc)
         if ordinal is None:
             return self.service_host(group)
         return f"{group}-{ordinal}.{self.service_host(group)}"
 
     def pod_of(self, proc: str) -> str | None:
-        group, ordinal = group_of(proc)
+        group, ordinal = group_of(self.spec, proc)
         return None if ordinal is None else f"{group}-{ordinal}"

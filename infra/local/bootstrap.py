@@ -4,13 +4,12 @@ skipped when its result is already there (idempotent).
 - directories under the state dir, owned by the service user
 - the PostgreSQL primary (initdb), its roles, database and replication slots
 - each replica, cloned with pg_basebackup from the primary and streaming from its slot
+- pgBackRest's directories, its 0600 secret files, and its stanza
 - Redis and Sentinel working copies of their configs (both rewrite their own config files
   on failover, so the rendered file is copied in, and copied again only when it changes)
 """
 
 from __future__ import annotations
-
-from infra.local.errors import BootstrapError
 
 import hashlib
 import shutil
@@ -22,12 +21,13 @@ import psycopg
 from psycopg import sql
 
 from infra.layout import LocalLayout
+from infra.local.errors import BootstrapError
 from infra.local.privileges import RunAs
-from infra.local.processes import binary
 from infra.local.secrets import write_secret_file
+from infra.pgbackrest import BackupPaths, base_argv, secret_files
+from infra import services
+from infra.services import PG_PRIMARY, binary, replica_slot
 from infra.spec import StackSpec
-
-
 
 
 def run(argv: list[str], who: RunAs, what: str, env: dict | None = None, timeout: float = 300) -> None:
@@ -62,9 +62,10 @@ def prepare_dirs(layout: LocalLayout, who: RunAs) -> None:
     (root / "tls").chmod(0o700)
     for sub in ("data", "run", "log", "secrets", "tls"):
         who.chown(root / sub)
-    for proc in ("redis-primary", *layout.redis_replicas(), *layout.sentinels(),
-                 "prometheus", "alertmanager", "node-exporter"):
-        d = Path(layout.data(proc))
+    for svc, member in services.members(layout.spec, "local"):
+        if not svc.data or svc.kind == "postgres":  # PostgreSQL's own are made by initdb / pg_basebackup
+            continue
+        d = Path(layout.data(member.name))
         d.mkdir(exist_ok=True)
         who.chown(d)
     for name in ("tls",):
@@ -75,7 +76,7 @@ def write_credentials(spec: StackSpec, layout: LocalLayout, secrets: dict, who: 
     """pgpass for libpq clients (app, replicas, tools) and the exporter's password file."""
     pg = spec.postgres
     lines = []
-    for proc in ("postgres-primary", *layout.postgres_replicas()):
+    for proc in layout.postgres_nodes():
         ep = layout.endpoint(proc)
         lines += [f"{ep.host}:{ep.port}:*:{pg.user}:{secrets['postgres_app'].get_secret_value()}",
                   f"{ep.host}:{ep.port}:*:{pg.replication_user}:{secrets['postgres_replication'].get_secret_value()}",
@@ -90,7 +91,7 @@ def write_credentials(spec: StackSpec, layout: LocalLayout, secrets: dict, who: 
 
 
 def init_primary(layout: LocalLayout, secrets: dict, who: RunAs) -> bool:
-    data = Path(layout.data("postgres-primary"))
+    data = Path(layout.data(PG_PRIMARY))
     if (data / "PG_VERSION").exists():
         return False
     data.mkdir(parents=True, exist_ok=True)
@@ -112,7 +113,7 @@ def init_primary(layout: LocalLayout, secrets: dict, who: RunAs) -> bool:
     return True
 
 
-def superuser_conn(spec: StackSpec, layout: LocalLayout, secrets: dict, proc: str = "postgres-primary",
+def superuser_conn(spec: StackSpec, layout: LocalLayout, secrets: dict, proc: str = PG_PRIMARY,
                    dbname: str = "postgres") -> psycopg.Connection:
     ep = layout.endpoint(proc)
     return psycopg.connect(host=ep.host, port=ep.port, user="postgres", dbname=dbname,
@@ -138,10 +139,10 @@ def configure_primary(spec: StackSpec, layout: LocalLayout, secrets: dict) -> No
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (pg.database,)).fetchone():
             conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
                 sql.Identifier(pg.database), sql.Identifier(pg.user)))
-        for i in range(1, pg.replicas + 1):
+        for replica in layout.postgres_replicas():
+            slot = replica_slot(replica)
             conn.execute("SELECT pg_create_physical_replication_slot(%s) WHERE NOT EXISTS "
-                         "(SELECT 1 FROM pg_replication_slots WHERE slot_name = %s)",
-                         (f"replica_{i}", f"replica_{i}"))
+                         "(SELECT 1 FROM pg_replication_slots WHERE slot_name = %s)", (slot, slot))
     with superuser_conn(spec, layout, secrets, dbname=pg.database) as conn:
         conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
 
@@ -171,8 +172,8 @@ def clone_replica(spec: StackSpec, layout: LocalLayout, proc: str, who: RunAs) -
         return False
     if data.exists():
         shutil.rmtree(data)
-    slot = "replica_" + proc.rsplit("-", 1)[1]
-    primary = layout.endpoint("postgres-primary")
+    slot = replica_slot(proc)
+    primary = layout.endpoint(PG_PRIMARY)
     env = {"PGPASSFILE": str(layout.root / "secrets" / "pgpass"), "PATH": "/usr/bin:/bin"}
     try:
         run([binary("pg_basebackup"), "-h", primary.host, "-p", str(primary.port),
@@ -198,3 +199,31 @@ def sync_working_config(rendered: Path, working: Path, who: RunAs) -> bool:
     who.chown(working)
     who.chown(marker)
     return True
+
+
+def prepare_backup(spec: StackSpec, layout: LocalLayout, secrets: dict, who: RunAs) -> None:
+    """pgBackRest's directories owned by the service user, its secret files 0600 (every ``fab up``)."""
+    paths = BackupPaths.of(layout)
+    for d in (paths.root, paths.repo1, paths.repo2, paths.log, paths.lock, paths.spool, paths.sets,
+              paths.jobs, str(Path(paths.repo1).parent)):
+        Path(d).mkdir(parents=True, exist_ok=True)
+        who.chown(Path(d))
+    inc = Path(paths.include)
+    inc.mkdir(parents=True, exist_ok=True)
+    inc.chmod(0o700)
+    who.chown(inc)
+    for path, content in secret_files(spec, layout, secrets).items():
+        write_secret_file(Path(path), content)
+        who.chown(Path(path))
+
+
+def stanza_create(spec: StackSpec, layout: LocalLayout, who: RunAs) -> str:
+    """Create (or check) the stanza; idempotent. Run by ``fab up`` once the primary is healthy."""
+    paths = BackupPaths.of(layout)
+    argv = who.wrap(base_argv(paths, spec.backup.stanza) + ["stanza-create"])
+    res = subprocess.run(argv, capture_output=True, text=True, timeout=120,
+                         env={"PGPASSFILE": paths.pgpass, "PATH": "/usr/bin:/bin"})
+    if res.returncode != 0:
+        raise BootstrapError(f"pgbackrest stanza-create for stanza {spec.backup.stanza!r} failed "
+                             f"(exit {res.returncode}):\n{(res.stderr or res.stdout).strip()[-1500:]}")
+    return (res.stdout or res.stderr).strip()

@@ -1,36 +1,26 @@
-"""The processes the local target runs, from the spec: commands, start order, health checks.
+"""The processes the local target runs, from the service catalogue: commands, start order, health.
 
-A process belongs to a *stage*; ``fab up`` starts stage by stage and waits for every process
-of a stage to be healthy before the next (PostgreSQL before the backend, the backend before
-Nginx...). Health is checked from outside, as a client would: a real query, a PING, an HTTP
-request.
+Each service of infra/services.py that runs on the local target becomes one supervisord
+program per member, its command line filled from the local layout. A process belongs to a
+*stage*; ``fab up`` starts stage by stage and waits for every process of a stage to be healthy
+before the next (PostgreSQL before the backend, the backend before Nginx...). Health is checked
+from outside, as a client would: a real query, a PING, an HTTP request.
 """
 
 from __future__ import annotations
 
 import os
 import shlex
-import shutil
 import subprocess
 import ssl
 import sys
 import urllib.request
 from dataclasses import dataclass, field
-from pathlib import Path
 
+from infra import services
 from infra.layout import LocalLayout
+from infra.services import PG_PRIMARY
 from infra.spec import REPO_ROOT, StackSpec
-
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
-
-# Debian package that provides each binary, for the error when one is missing.
-PACKAGES = {
-    "postgres": "postgresql-15", "redis-server": "redis-server", "redis-sentinel": "redis-sentinel",
-    "nginx": "nginx", "prometheus": "prometheus", "prometheus-alertmanager": "prometheus-alertmanager",
-    "prometheus-postgres-exporter": "prometheus-postgres-exporter",
-    "prometheus-redis-exporter": "prometheus-redis-exporter",
-    "prometheus-node-exporter": "prometheus-node-exporter",
-}
 
 
 @dataclass
@@ -41,6 +31,10 @@ class Process:
     kind: str
     """postgres, redis, sentinel, backend, worker, nginx, prometheus, alertmanager, exporter"""
     port: int | None = None
+    service: str = ""
+    """Its catalogue entry (infra/services.py)."""
+    health: str | None = None
+    """The health check to run (LocalTarget._check_<health>); None: the supervisor state."""
     env: dict[str, str] = field(default_factory=dict)
     stop_signal: str = "TERM"
     stop_wait: int = 30
@@ -59,31 +53,6 @@ class Process:
         return shlex.join(self.argv)
 
 
-@dataclass(frozen=True)
-class Unavailable:
-    """A service of the spec this target cannot run, with the reason (shown by status)."""
-
-    name: str
-    reason: str
-
-
-def binary(name: str) -> str:
-    if name == "postgres" or name in ("initdb", "pg_basebackup", "pg_ctl", "pg_isready"):
-        return str(PG_BIN / name)
-    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin:/sbin:/bin")
-    return found or name
-
-
-def missing_binaries() -> list[str]:
-    """Debian packages whose binaries the local target needs but cannot find."""
-    missing = []
-    for exe, pkg in PACKAGES.items():
-        path = binary(exe)
-        if not Path(path).exists():
-            missing.append(f"{exe} (apt-get install {pkg})")
-    return missing
-
-
 def app_env(spec: StackSpec, layout: LocalLayout, slot: str | None = None) -> dict[str, str]:
     """The environment the reconciliation service reads (app/settings.py). No secret in it:
     the database password comes from the pgpass file libpq reads (PGPASSFILE)."""
@@ -91,7 +60,7 @@ def app_env(spec: StackSpec, layout: LocalLayout, slot: str | None = None) -> di
     # Every PostgreSQL node in one libpq multi-host URL: a new connection takes the node that
     # accepts writes (read-write) or, for reads, a standby when one answers. After
     # `fab db.failover` the service follows the promoted node without a restart (docs/releases.md).
-    nodes = ",".join(str(layout.endpoint(p)) for p in ["postgres-primary", *layout.postgres_replicas()])
+    nodes = ",".join(str(layout.endpoint(p)) for p in [*layout.postgres_nodes()])
     env = {
         "RECON_DATABASE_URL": f"postgresql://{pg.user}@{nodes}/{pg.database}?target_session_attrs=read-write",
         "PGPASSFILE": layout.secret("pgpass"),
@@ -100,7 +69,7 @@ def app_env(spec: StackSpec, layout: LocalLayout, slot: str | None = None) -> di
         "PYTHONUNBUFFERED": "1",
     }
     if layout.postgres_replicas():
-        readers = ",".join(str(layout.endpoint(p)) for p in [*layout.postgres_replicas(), "postgres-primary"])
+        readers = ",".join(str(layout.endpoint(p)) for p in [*layout.postgres_replicas(), PG_PRIMARY])
         env["RECON_DATABASE_REPLICA_URL"] = (f"postgresql://{pg.user}@{readers}/{pg.database}"
                                              "?target_session_attrs=prefer-standby")
     if layout.sentinels():
@@ -128,88 +97,29 @@ def plan(spec: StackSpec, layout: LocalLayout, slots: list[str] | None = None) -
 
     ``slots``: backend slots to run (default: the ones serving traffic).
     """
-    conf = layout.conf
-    py = sys.executable
+    wanted = slots or layout.serving_slots()
+    fill = services.Fill(layout, python=sys.executable,
+                         app_env=lambda member: app_env(spec, layout, _slot_of(spec, member)))
     procs: list[Process] = []
-
-    # Stage 0: PostgreSQL primary. Stage 1: replicas, Redis. Stage 2: Sentinels.
-    procs.append(Process("postgres-primary", [binary("postgres"), "-D", layout.data("postgres-primary"),
-                                              "-c", f"config_file={conf('postgres/primary/postgresql.conf')}"],
-                         0, "postgres", layout.ports["postgres-primary"], stop_signal="INT", stop_wait=60,
-                         conf_files=("postgres/primary/postgresql.conf", "postgres/pg_hba.conf")))
-    for proc in layout.postgres_replicas():
-        short = proc.removeprefix("postgres-")
-        procs.append(Process(proc, [binary("postgres"), "-D", layout.data(proc),
-                                    "-c", f"config_file={conf(f'postgres/{short}/postgresql.conf')}"],
-                             1, "postgres", layout.ports[proc], stop_signal="INT", stop_wait=60,
-                             conf_files=(f"postgres/{short}/postgresql.conf", "postgres/pg_hba.conf")))
-    for proc in ["redis-primary", *layout.redis_replicas()]:
-        procs.append(Process(proc, [binary("redis-server"), str(Path(layout.data(proc)) / "redis.conf")],
-                             1, "redis", layout.ports[proc], conf_files=(f"redis/{proc}.conf",)))
-    for proc in layout.sentinels():
-        procs.append(Process(proc, [binary("redis-sentinel"), str(Path(layout.data(proc)) / "sentinel.conf")],
-                             2, "sentinel", layout.ports[proc], conf_files=(f"redis/{proc}.conf",)))
-
-    # Stage 3: the service (web replicas of each running slot, workers) and the exporters.
-    for slot in slots or layout.serving_slots():
-        for proc in layout.backends(slot):
-            procs.append(Process(proc, [py, "-m", "app", "serve", "--host", spec.host,
-                                        "--port", str(layout.ports[proc])],
-                                 3, "backend", layout.ports[proc], env=app_env(spec, layout, slot),
-                                 stop_wait=20, stop_as_group=True, directory=str(REPO_ROOT)))
-    active = spec.backend.active_slot
-    for i in range(1, spec.backend.workers + 1):
-        procs.append(Process(f"worker-{i}", [py, "-m", "app", "worker"], 3, "worker",
-                             env=app_env(spec, layout, active), stop_wait=60, startsecs=2,
-                             stop_as_group=True, directory=str(REPO_ROOT)))
-    primary = layout.endpoint("postgres-primary")
-    procs.append(Process("postgres-exporter", [binary("prometheus-postgres-exporter"),
-                                               f"--web.listen-address={layout.endpoint('postgres-exporter')}",
-                                               "--auto-discover-databases"],
-                         3, "exporter", layout.ports["postgres-exporter"],
-                         env={"DATA_SOURCE_URI": f"{primary.host}:{primary.port}/postgres?sslmode=disable",
-                              "DATA_SOURCE_USER": "exporter",
-                              "DATA_SOURCE_PASS_FILE": layout.secret("exporter-password")}))
-    procs.append(Process("redis-exporter", [binary("prometheus-redis-exporter"),
-                                            "-redis.addr", f"redis://{layout.endpoint('redis-primary')}",
-                                            "-web.listen-address", str(layout.endpoint("redis-exporter"))],
-                         3, "exporter", layout.ports["redis-exporter"]))
-    procs.append(Process("node-exporter", [binary("prometheus-node-exporter"),
-                                           f"--web.listen-address={layout.endpoint('node-exporter')}",
-                                           f"--collector.textfile.directory={layout.data('node-exporter')}"],
-                         3, "exporter", layout.ports["node-exporter"]))
-
-    # Stage 4: the edge and the observers.
-    procs.append(Process("nginx", [binary("nginx"), "-e", "stderr", "-c", conf("nginx/nginx.conf"),
-                                   "-g", "daemon off;"],
-                         4, "nginx", layout.ports["nginx-https" if spec.nginx.tls else "nginx-http"],
-                         stop_signal="QUIT", reload_signal="HUP", conf_files=("nginx/nginx.conf",)))
-    procs.append(Process("prometheus", [binary("prometheus"), f"--config.file={conf('prometheus/prometheus.yml')}",
-                                        f"--storage.tsdb.path={layout.data('prometheus')}",
-                                        f"--storage.tsdb.retention.time={spec.prometheus.retention_days}d",
-                                        f"--web.listen-address={layout.endpoint('prometheus')}",
-                                        "--web.enable-lifecycle"],
-                         4, "prometheus", layout.ports["prometheus"], reload_signal="HUP",
-                         conf_files=("prometheus/prometheus.yml", "prometheus/rules/recon.rules.yml")))
-    procs.append(Process("alertmanager", [binary("prometheus-alertmanager"),
-                                          f"--config.file={conf('alertmanager/alertmanager.yml')}",
-                                          f"--storage.path={layout.data('alertmanager')}",
-                                          f"--web.listen-address={layout.endpoint('alertmanager')}",
-                                          "--cluster.listen-address="],
-                         4, "alertmanager", layout.ports["alertmanager"], reload_signal="HUP",
-                         conf_files=("alertmanager/alertmanager.yml",)))
+    for svc, m in services.members(spec, "local"):
+        if m.slot and m.slot not in wanted:
+            continue
+        ports = svc.port_defs(spec)
+        procs.append(Process(
+            m.name, services.command(svc, m.name, fill), svc.stage, svc.kind,
+            layout.ports[ports[0].endpoint(m.name)] if ports else None,
+            service=svc.name, health=svc.health, env=services.environment(svc, m.name, fill),
+            stop_signal=svc.stop_signal, stop_wait=svc.stop_wait_s, startsecs=svc.startsecs,
+            stop_as_group=svc.stop_as_group, reload_signal=svc.reload_signal,
+            conf_files=svc.configs(m.name),
+            directory=str(REPO_ROOT) if svc.kind in ("backend", "worker") else None))
     return procs
 
 
-def unavailable(spec: StackSpec) -> list[Unavailable]:
-    out = []
-    if spec.grafana.enabled:
-        out.append(Unavailable("grafana", "not available on the local target: no Debian package; "
-                               "runs on the docker and kubernetes targets"))
-    if spec.jaeger.enabled:
-        out.append(Unavailable("jaeger", "not available on the local target: no Debian package; "
-                               "runs on the docker and kubernetes targets (traces are off locally)"))
-    return out
+def _slot_of(spec: StackSpec, member: str) -> str:
+    """A backend member's slot; workers run the active slot's version."""
+    _, m = services.owner(spec, member)
+    return m.slot or spec.backend.active_slot
 
 
 # -- health ------------------------------------------------------------------------------

@@ -22,12 +22,13 @@ from infra.layout import LocalLayout
 from infra.local import bootstrap
 from infra.local.errors import LocalTargetError, TargetError
 from infra.local.privileges import RunAs, service_identity
-from infra.local.processes import (Process, Unavailable, http_get, missing_binaries, plan,
-                                   unavailable)
+from infra.local.processes import Process, http_get, plan
 from infra.local.secrets import load_or_create
 from infra.local.supervisor import Supervisor, render_config
 from infra.local.tls import ensure_certificates
+from infra.pgbackrest import archive_command
 from infra.render import RenderContext, render_all, write_all
+from infra.services import PG_PRIMARY, REDIS_PRIMARY, missing_binaries, unavailable
 from infra.spec import StackSpec
 
 Progress = Callable[[str], None]
@@ -90,7 +91,6 @@ class LocalTarget:
     def _archive_command(self) -> str | None:
         if not self.spec.backup.enabled:
             return None
-        from ops.backup.pgbackrest import archive_command
         return archive_command(self.spec, self.layout)
 
     def processes(self) -> list[Process]:
@@ -115,7 +115,7 @@ class LocalTarget:
     def up(self, dry_run: bool = False) -> UpResult:
         t0 = time.monotonic()
         result = UpResult()
-        missing = missing_binaries()
+        missing = missing_binaries("local")
         if missing:
             raise TargetError("missing programs the local target needs: " + ", ".join(missing))
         procs = self.processes()
@@ -130,8 +130,7 @@ class LocalTarget:
         secrets = self.secrets()
         bootstrap.write_credentials(self.spec, self.layout, secrets, who)
         if self.spec.backup.enabled:
-            from ops.backup.pgbackrest import prepare_local
-            prepare_local(self.spec, self.layout, secrets, who)
+            bootstrap.prepare_backup(self.spec, self.layout, secrets, who)
         if ensure_certificates(self.root / "tls", self.spec.nginx.server_name, self.spec.host):
             result.configs_changed.append("tls/server.crt")
         who.chown(self.root / "tls", recursive=True)
@@ -188,7 +187,7 @@ class LocalTarget:
                       not_running: list[Process]) -> None:
         if stage == 0 and bootstrap.init_primary(self.layout, secrets, who):
             self.say("initialised the PostgreSQL primary (initdb)")
-            result.bootstrapped.append("postgres-primary")
+            result.bootstrapped.append(PG_PRIMARY)
         if stage == 1:
             for proc in self.layout.postgres_replicas():
                 if bootstrap.clone_replica(self.spec, self.layout, proc, who):
@@ -198,14 +197,10 @@ class LocalTarget:
             self._migrate()  # before any copy of the service starts on an old schema
 
     def _after_stage(self, stage: int, secrets, result: UpResult) -> None:
-        if stage == 0 and self.release.postgres.primary == "postgres-primary":
+        if stage == 0 and self.release.postgres.primary == PG_PRIMARY:
             bootstrap.configure_primary(self.spec, self.layout, secrets)
         if stage == 0 and self.spec.backup.enabled:
-            from ops.backup.pgbackrest import stanza_create_local
-            try:
-                stanza_create_local(self.spec, self.layout, service_identity())
-            except Exception as exc:
-                raise TargetError(str(exc)) from exc
+            bootstrap.stanza_create(self.spec, self.layout, service_identity())
 
     def _migrate(self) -> None:
         """Apply the service's migrations (``python -m app migrate``) before it starts."""
@@ -245,7 +240,7 @@ class LocalTarget:
     # -- health --------------------------------------------------------------------------
     def check(self, p: Process, secrets) -> Health:
         try:
-            return getattr(self, f"_check_{p.kind}")(p, secrets)
+            return getattr(self, f"_check_{p.health or 'process'}")(p, secrets)
         except Exception as exc:  # a health check reports, it never raises
             return Health(False, f"{type(exc).__name__}: {exc}".splitlines()[0][:200])
 
@@ -291,7 +286,8 @@ class LocalTarget:
         code, body = http_get(f"http://{self.spec.host}:{p.port}/health")
         return Health(code == 200, f"/health {code}")
 
-    def _check_worker(self, p: Process, secrets) -> Health:
+    def _check_process(self, p: Process, secrets) -> Health:
+        """No health endpoint (workers): the supervisor's state is the check."""
         st = self.supervisor.info().get(p.name, {})
         return Health(st.get("statename") == "RUNNING", st.get("statename", "unknown").lower())
 
@@ -311,7 +307,6 @@ class LocalTarget:
         code, _ = http_get(f"http://{self.spec.host}:{p.port}/-/ready")
         return Health(code == 200, f"/-/ready {code}")
 
-    _check_alertmanager = _check_prometheus
 
     # -- status --------------------------------------------------------------------------
     def status(self) -> list[ServiceStatus]:
@@ -336,8 +331,9 @@ class LocalTarget:
 
         with ThreadPoolExecutor(max_workers=8) as pool:
             rows = list(pool.map(one, procs))
-        for u in unavailable(self.spec):
-            rows.append(ServiceStatus(u.name, u.name, "NOT_AVAILABLE", None, None, None, u.reason))
+        for u in unavailable(self.spec, "local"):
+            rows.append(ServiceStatus(u.name, u.kind, "NOT_AVAILABLE", None, None, None,
+                                      f"not available on the local target: {u.unavailable}"))
         rows.append(self._release_row())
         return rows
 
@@ -363,12 +359,12 @@ class LocalTarget:
         out["api (http, via nginx)"] = f"http://{s.host}:{s.nginx.http_port}/"
         out["prometheus"] = f"http://{lay.endpoint('prometheus')}/"
         out["alertmanager"] = f"http://{lay.endpoint('alertmanager')}/"
-        pg = lay.endpoint("postgres-primary")
+        pg = lay.endpoint(PG_PRIMARY)
         out["postgres (primary)"] = f"postgresql://{s.postgres.user}@{pg}/{s.postgres.database}"
         for proc in lay.postgres_replicas():
             out[f"postgres ({proc})"] = f"postgresql://{s.postgres.user}@{lay.endpoint(proc)}/{s.postgres.database}"
         out["redis sentinels"] = ",".join(str(lay.endpoint(x)) for x in lay.sentinels()) or \
-            str(lay.endpoint("redis-primary"))
+            str(lay.endpoint(REDIS_PRIMARY))
         out["ca certificate"] = self.cafile
         out["password file (libpq)"] = str(self.root / "secrets" / "pgpass")
         return out
@@ -404,4 +400,4 @@ def status_json(rows: list[ServiceStatus]) -> str:
     return json.dumps([asdict(r) for r in rows], indent=2)
 
 
-__all__ = ["LocalTarget", "LocalTargetError", "TargetError", "ServiceStatus", "UpResult", "Unavailable", "status_json"]
+__all__ = ["LocalTarget", "LocalTargetError", "TargetError", "ServiceStatus", "UpResult", "status_json"]

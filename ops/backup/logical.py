@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import shlex
 
-from ops.backup.paths import BackupPaths
+from infra.pgbackrest import BackupPaths
+from infra.services import PG_BIN
 from ops.executors import Executor
-
-PG_BIN = "/usr/lib/postgresql/15/bin"
 
 
 def export(ex: Executor, paths: BackupPaths, port: int, database: str, set_dir: str) -> str:

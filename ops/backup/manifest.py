@@ -25,7 +25,7 @@ import shlex
 from typing import Any
 
 from ops.backup.errors import BadInput, BackupError, ChecksumMismatch
-from ops.backup.paths import BackupPaths
+from infra.pgbackrest import BackupPaths
 from ops.executors import Executor
 
 FORMAT = 1

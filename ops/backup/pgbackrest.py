@@ -18,69 +18,12 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra.layout import Layout
+from infra.pgbackrest import BackupPaths, base_argv
 from ops.backup.errors import BackupError
 from ops.backup.hostjob import HostJob
-from ops.backup.paths import BackupPaths
 from ops.executors import CommandFailed, Executor, Result
 
 BACKUP_TYPES = ("full", "diff", "incr")
-
-
-def base_argv(paths: BackupPaths, stanza: str) -> list[str]:
-    return ["pgbackrest", f"--config={paths.conf}", f"--config-include-path={paths.include}",
-            f"--stanza={stanza}"]
-
-
-def archive_command(spec, layout: Layout) -> str:
-    """PostgreSQL's archive_command: push each WAL segment to every repository."""
-    return shlex.join(base_argv(BackupPaths.of(layout), spec.backup.stanza) + ["archive-push"]) + " %p"
-
-
-def restore_command(spec, layout: Layout) -> str:
-    return shlex.join(base_argv(BackupPaths.of(layout), spec.backup.stanza) + ["archive-get"]) + ' %f "%p"'
-
-
-def secret_files(spec, layout: Layout, secrets: dict) -> dict[str, str]:
-    """The 0600 files pgBackRest reads: the cipher passes and a pgpass for its socket login."""
-    paths = BackupPaths.of(layout)
-    out = {f"{paths.include}/cipher.conf": ""}
-    if spec.backup.cipher_type != "none":
-        key = secrets["backup_cipher"].get_secret_value()
-        out[f"{paths.include}/cipher.conf"] = f"[global]\nrepo1-cipher-pass={key}\nrepo2-cipher-pass={key}\n"
-    port = layout.bind("postgres-primary").port
-    out[paths.pgpass] = f"{paths.socket}:{port}:*:postgres:{secrets['postgres_superuser'].get_secret_value()}\n"
-    return out
-
-
-def prepare_local(spec, layout: Layout, secrets: dict, who) -> None:
-    """Local target, every ``fab up``: directories owned by the service user, secret files 0600."""
-    from infra.local.secrets import write_secret_file
-    paths = BackupPaths.of(layout)
-    for d in (paths.root, paths.repo1, paths.repo2, paths.log, paths.lock, paths.spool, paths.sets,
-              paths.jobs, str(Path(paths.repo1).parent)):
-        Path(d).mkdir(parents=True, exist_ok=True)
-        who.chown(Path(d))
-    inc = Path(paths.include)
-    inc.mkdir(parents=True, exist_ok=True)
-    inc.chmod(0o700)
-    who.chown(inc)
-    for path, content in secret_files(spec, layout, secrets).items():
-        write_secret_file(Path(path), content)
-        who.chown(Path(path))
-
-
-def stanza_create_local(spec, layout: Layout, who) -> str:
-    """Create (or check) the stanza; idempotent. Run by ``fab up`` once the primary is healthy."""
-    import subprocess
-    paths = BackupPaths.of(layout)
-    argv = who.wrap(base_argv(paths, spec.backup.stanza) + ["stanza-create"])
-    res = subprocess.run(argv, capture_output=True, text=True, timeout=120,
-                         env={"PGPASSFILE": paths.pgpass, "PATH": "/usr/bin:/bin"})
-    if res.returncode != 0:
-        raise BackupError(f"pgbackrest stanza-create for stanza {spec.backup.stanza!r} failed "
-                          f"(exit {res.returncode}):\n{(res.stderr or res.stdout).strip()[-1500:]}")
-    return (res.stdout or res.stderr).strip()
 
 
 @dataclass

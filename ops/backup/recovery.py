@@ -30,16 +30,16 @@ import datetime as dt
 import shlex
 import time
 
+from infra.services import PG_BIN
 from ops.backup import files, manifest, redis
 from ops.backup.errors import BackupError, BadInput, PreflightFailed, RestoreFailed
-from ops.backup.pgbackrest import restore_command
+from infra.pgbackrest import restore_command
 from ops.backup.site import Site
 from ops.runlog import Run
 
 APP_KINDS = ("backend", "worker")
 ACTIVE = ("RUNNING", "STARTING", "BACKOFF")
 """Supervisor states in which a process must be stopped (BACKOFF: a lost primary being retried)."""
-PG_BIN = "/usr/lib/postgresql/15/bin"
 
 
 def parse_time(text: str) -> dt.datetime:

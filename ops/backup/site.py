@@ -17,9 +17,10 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from infra.layout import LocalLayout
+from infra.services import PG_BIN
 from infra.spec import StackSpec
 from ops.backup.errors import PreflightFailed, VersionMismatch
-from ops.backup.paths import BackupPaths
+from infra.pgbackrest import BackupPaths
 from ops.backup.pgbackrest import PgBackRest
 from ops.executors import Executor, ExecutorUnreachable
 from ops.inventory import Inventory, Service, load_inventory
@@ -97,7 +98,7 @@ class Site:
         return distinct.pop()
 
     def tool_versions(self) -> dict[str, str]:
-        res = self.ex.run("pgbackrest version; /usr/lib/postgresql/15/bin/postgres --version; "
+        res = self.ex.run(f"pgbackrest version; {PG_BIN}/postgres --version; "
                           "redis-server --version | cut -d' ' -f1-3", check=False)
         lines = res.stdout.strip().splitlines() + ["", "", ""]
         return {"pgbackrest": lines[0], "postgres": lines[1], "redis": lines[2]}

@@ -24,7 +24,8 @@ import time
 from pathlib import Path
 
 from infra.local.privileges import service_identity
-from infra.local.processes import app_env, binary
+from infra.local.processes import app_env
+from infra.services import binary
 from infra.local.supervisor import render_config
 from infra.local.target import LocalTarget
 from infra.render import Rendered, render_all, write_all

@@ -67,7 +67,7 @@ def _lsn(text: str) -> int:
 
 
 def _pgbin(name: str) -> str:
-    from infra.local.processes import PG_BIN
+    from infra.services import PG_BIN
     return str(PG_BIN / name)
 
 

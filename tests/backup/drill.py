@@ -13,9 +13,10 @@ import time
 import urllib.request
 from pathlib import Path
 
+from infra.services import PG_BIN
+
 REPO = Path(__file__).resolve().parents[2]
 FAB = str(Path(sys.executable).parent / "fab")
-PG_BIN = "/usr/lib/postgresql/15/bin"
 
 
 def fab(env: dict, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:

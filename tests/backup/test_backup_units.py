@@ -12,8 +12,8 @@ from infra.render import RenderContext, render_all
 from infra.spec import StackSpec, load_spec
 from ops.backup import manifest, schedule
 from ops.backup.errors import BadInput, ChecksumMismatch
-from ops.backup.paths import BackupPaths
-from ops.backup.pgbackrest import archive_command, secret_files
+from infra.pgbackrest import BackupPaths
+from infra.pgbackrest import archive_command, secret_files
 from ops.backup.recovery import parse_time
 from ops.executors import executor
 
