@@ -9,9 +9,17 @@ depends on the records' ids and values only, not on row order, and ties break by
 A dry run is the caller's concern: ``match`` never persists anything, so "dry run" means
 calling it and not storing the result.
 
-Modules: :mod:`~app.engine.rules` (configuration), :mod:`~app.engine.candidates` (blocking
-joins), :mod:`~app.engine.assignment` (1:1 and group best-first selection),
-:mod:`~app.engine.matcher` (the rule loop), :mod:`~app.engine.result` (output schemas).
+Modules, in import order::
+
+    rules        configuration: rules, tolerances, rule sets
+    candidates   blocking joins (key, band, day window) and the working columns
+    assignment   best-first selection, 1:1 and over hyperedges (groups)
+    result       output schemas and MatchResult
+    scoring      score, text similarity, criteria codes
+    pairing      the one-to-one rules (reference, amount_date, fuzzy)
+    grouping     the group rules (group, subset_sum)
+    report       discrepancies and summary
+    matcher      the rule loop that runs them all
 """
 
 from __future__ import annotations

@@ -338,7 +338,7 @@ def test_similarity_cutoffs_change_no_result() -> None:
     from rapidfuzz import fuzz
 
     from app.engine.candidates import prepare
-    from app.engine.matcher import _with_similarity
+    from app.engine.scoring import with_similarity
 
     words = ["acme", "invoice", "gmbh", "sepa", "rent", "globex", "march", "4711", "ltd", "payment"]
     texts = [" ".join(words[(i * 7 + k * 3) % len(words)] for k in range(i % 5 + 1)) for i in range(60)]
@@ -348,7 +348,7 @@ def test_similarity_cutoffs_change_no_result() -> None:
         [(l, r) for l in range(1, 61) for r in range(1, 61)], schema={"left_id": pl.Int64, "right_id": pl.Int64}, orient="row"
     )
     rule = FuzzyRule(fields=("description",), min_similarity=0.7)
-    got = _with_similarity(rule, cands, prepare(left, ["EUR"]), prepare(right, ["EUR"]))
+    got = with_similarity(rule, cands, prepare(left, ["EUR"]), prepare(right, ["EUR"]))
     expected = {}
     for l in range(1, 61):
         for r in range(1, 61):
