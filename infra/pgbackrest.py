@@ -30,6 +30,7 @@ from pathlib import PurePosixPath
 from infra.layout import Layout
 from infra.services import PG_PRIMARY
 
+
 @dataclass(frozen=True)
 class BackupPaths:
     root: str

@@ -20,6 +20,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from ops.errors import CommandFailed, ExecutorUnreachable
+
 REGISTRY = {
     "local": "ops.executors:LocalExecutor",
     "ssh": "ops.executors:SshExecutor",
@@ -40,18 +42,6 @@ class Result:
     @property
     def ok(self) -> bool:
         return self.exit_code == 0
-
-
-class CommandFailed(RuntimeError):
-    def __init__(self, result: Result):
-        self.result = result
-        tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-12:])
-        super().__init__(f"on {result.where}: `{result.command}` exited {result.exit_code} "
-                         f"after {result.duration_s:.1f}s\n{tail}")
-
-
-class ExecutorUnreachable(RuntimeError):
-    """The host, container or pod could not be reached at all."""
 
 
 def _cmdline(cmd: str | list[str]) -> str:

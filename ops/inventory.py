@@ -19,11 +19,8 @@ from pathlib import Path
 from infra import services as catalogue
 from infra.layout import LocalLayout
 from infra.spec import StackSpec
+from ops.errors import InventoryError
 from ops.executors import Executor, executor
-
-
-class InventoryError(RuntimeError):
-    pass
 
 
 @dataclass

@@ -23,18 +23,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ops.console import progress
+from ops.errors import NeedsConfirmation, StepFailed
 
 SECRET_WORDS = ("password", "secret", "token", "key", "cipher")
-
-
-class NeedsConfirmation(RuntimeError):
-    pass
-
-
-class StepFailed(RuntimeError):
-    def __init__(self, step: "Step", cause: BaseException):
-        self.step = step
-        super().__init__(f"step {step.index} ({step.title}) failed: {cause}")
 
 
 @dataclass

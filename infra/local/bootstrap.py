@@ -20,12 +20,12 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from infra import services
 from infra.layout import LocalLayout
 from infra.local.errors import BootstrapError
 from infra.local.privileges import RunAs
 from infra.local.secrets import write_secret_file
 from infra.pgbackrest import BackupPaths, base_argv, secret_files
-from infra import services
 from infra.services import PG_PRIMARY, binary, replica_slot
 from infra.spec import StackSpec
 

@@ -4,7 +4,8 @@
     ├── TargetError       a service did not come up healthy, a program is missing, ...
     ├── SupervisorError   supervisord did not start or refused a command
     ├── BootstrapError    initdb, pg_basebackup or another one-time step failed
-    └── PrivilegeError    the service user could not be created or used
+    ├── PrivilegeError    the service user could not be created or used
+    └── ReleaseStateError release.json cannot be read
 """
 
 
@@ -25,4 +26,8 @@ class BootstrapError(LocalTargetError):
 
 
 class PrivilegeError(LocalTargetError):
+    pass
+
+
+class ReleaseStateError(LocalTargetError):
     pass

@@ -8,14 +8,14 @@ that a service writes is owned by it. PostgreSQL refuses to run as root anyway.
 
 from __future__ import annotations
 
-from infra.local.errors import PrivilegeError
-
 import os
 import pwd
 import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+
+from infra.local.errors import PrivilegeError
 
 SERVICE_USER = "recon"
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import os
 import shlex
-import subprocess
 import ssl
+import subprocess
 import sys
 import urllib.request
 from dataclasses import dataclass, field

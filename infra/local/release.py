@@ -27,6 +27,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from infra.local.errors import ReleaseStateError
 from infra.spec import StackSpec
 
 SlotName = Literal["blue", "green"]
@@ -87,7 +88,7 @@ def load(spec: StackSpec) -> ReleaseState:
     try:
         return ReleaseState.model_validate_json(p.read_text())
     except ValueError as exc:
-        raise ValueError(f"{p}: unreadable release state ({str(exc).splitlines()[0]}); "
+        raise ReleaseStateError(f"{p}: unreadable release state ({str(exc).splitlines()[0]}); "
                          "fix or remove it (with the stack stopped)") from exc
 
 

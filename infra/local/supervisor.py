@@ -6,8 +6,6 @@ fresh connection, so a restarted supervisord is picked up transparently.
 
 from __future__ import annotations
 
-from infra.local.errors import SupervisorError
-
 import shlex
 import subprocess
 import sys
@@ -18,9 +16,8 @@ from pathlib import Path
 from supervisor.xmlrpc import SupervisorTransport
 
 from infra.layout import LocalLayout
+from infra.local.errors import SupervisorError
 from infra.render import environment
-
-
 
 
 def render_config(spec, layout: LocalLayout, processes, run_as: str | None) -> str:

@@ -178,7 +178,7 @@ class LocalTarget:
                     self.supervisor.stop(p.name)
                     self.supervisor.start(p.name)
                     result.restarted.append(p.name)
-            self._wait_healthy(stage_procs, secrets)
+            self.wait_healthy(stage_procs, secrets)
             self._after_stage(stage, secrets, result)
         result.seconds = time.monotonic() - t0
         return result
@@ -212,7 +212,7 @@ class LocalTarget:
         last = (res.stdout.strip().splitlines() or ["migrations up to date"])[-1]
         self.say(f"migrations: {last}")
 
-    def _wait_healthy(self, procs: list[Process], secrets, timeout: float = 60) -> None:
+    def wait_healthy(self, procs: list[Process], secrets, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         pending = list(procs)
         last: dict[str, Health] = {}

@@ -22,8 +22,8 @@ import shlex
 import time
 
 from ops.backup import files, logical, manifest, redis
-from ops.backup.errors import BackupError, BadInput
 from ops.backup.site import TIER_TO_BACKUP, Site
+from ops.errors import BackupError, BadInput
 from ops.runlog import Run
 
 

@@ -20,11 +20,8 @@ import shlex
 import time
 from dataclasses import dataclass
 
+from ops.errors import HostJobLost
 from ops.executors import Executor, ExecutorUnreachable, Result
-
-
-class HostJobLost(RuntimeError):
-    """The host could not be reached again while waiting for a detached job."""
 
 
 @dataclass

@@ -24,8 +24,8 @@ import json
 import shlex
 from typing import Any
 
-from ops.backup.errors import BadInput, BackupError, ChecksumMismatch
 from infra.pgbackrest import BackupPaths
+from ops.errors import BackupError, BadInput, ChecksumMismatch
 from ops.executors import Executor
 
 FORMAT = 1

@@ -16,11 +16,10 @@ from __future__ import annotations
 import json
 import shlex
 from dataclasses import dataclass
-from pathlib import Path
 
 from infra.pgbackrest import BackupPaths, base_argv
-from ops.backup.errors import BackupError
 from ops.backup.hostjob import HostJob
+from ops.errors import BackupError
 from ops.executors import CommandFailed, Executor, Result
 
 BACKUP_TYPES = ("full", "diff", "incr")

@@ -30,11 +30,11 @@ import datetime as dt
 import shlex
 import time
 
+from infra.pgbackrest import restore_command
 from infra.services import PG_BIN
 from ops.backup import files, manifest, redis
-from ops.backup.errors import BackupError, BadInput, PreflightFailed, RestoreFailed
-from infra.pgbackrest import restore_command
 from ops.backup.site import Site
+from ops.errors import BackupError, BadInput, PreflightFailed, RestoreFailed
 from ops.runlog import Run
 
 APP_KINDS = ("backend", "worker")

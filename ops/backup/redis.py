@@ -22,7 +22,7 @@ from __future__ import annotations
 import shlex
 import time
 
-from ops.backup.errors import BackupError
+from ops.errors import BackupError
 from ops.executors import Executor
 
 AOF_DIR = "appendonlydir"

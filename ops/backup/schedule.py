@@ -14,7 +14,7 @@ from pathlib import Path
 
 from infra.render import render as render_template
 from infra.spec import REPO_ROOT, StackSpec
-from ops.backup.errors import BadInput
+from ops.errors import BadInput
 
 CRON_DIR = "/etc/cron.d"
 RANGES = [(0, 59), (0, 23), (1, 31), (1, 12), (0, 7)]

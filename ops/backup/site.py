@@ -17,11 +17,11 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from infra.layout import LocalLayout
+from infra.pgbackrest import BackupPaths
 from infra.services import PG_BIN
 from infra.spec import StackSpec
-from ops.backup.errors import PreflightFailed, VersionMismatch
-from infra.pgbackrest import BackupPaths
 from ops.backup.pgbackrest import PgBackRest
+from ops.errors import PreflightFailed, VersionMismatch
 from ops.executors import Executor, ExecutorUnreachable
 from ops.inventory import Inventory, Service, load_inventory
 

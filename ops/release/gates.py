@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass
 from infra.layout import LocalLayout
 from infra.local.processes import http_get
 from infra.spec import StackSpec
+from ops.errors import PrometheusError
 
 PROBES = "/health|/metrics"
 
@@ -50,10 +51,6 @@ class GateResult:
 
     def record(self) -> dict:
         return asdict(self)
-
-
-class PrometheusError(RuntimeError):
-    """Prometheus could not answer a query (down, or the query is invalid)."""
 
 
 class Prometheus:

@@ -25,11 +25,12 @@ from pathlib import Path
 
 from infra.local.privileges import service_identity
 from infra.local.processes import app_env
-from infra.services import binary
 from infra.local.supervisor import render_config
 from infra.local.target import LocalTarget
 from infra.render import Rendered, render_all, write_all
+from infra.services import binary
 from infra.spec import REPO_ROOT, StackSpec
+from ops.errors import ReleaseError
 from ops.inventory import load_inventory
 from ops.release import state as rstate
 
@@ -41,10 +42,6 @@ def render_some(t: LocalTarget, who, paths) -> dict[str, Rendered]:
     """Render only ``paths`` with the target's context: a rollback does not wait for every
     template of the stack to compile."""
     return render_all(t.spec, t.layout, t.render_context(who), only=paths)
-
-
-class ReleaseError(RuntimeError):
-    """A release step could not be carried out; the message says which and why."""
 
 
 class LocalRelease:

@@ -12,16 +12,21 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from infra.local.release import (PostgresRoles, ReleaseState, SlotState, effective_spec, load, path_of,
-                                 save, summary)
+from infra.local.release import (
+    PostgresRoles,
+    ReleaseState,
+    SlotState,
+    effective_spec,
+    load,
+    path_of,
+    save,
+    summary,
+)
 from infra.spec import StackSpec
+from ops.errors import ReleaseLocked
 
 __all__ = ["PostgresRoles", "ReleaseState", "SlotState", "effective_spec", "load", "save", "summary",
            "path_of", "ReleaseLocked", "locked"]
-
-
-class ReleaseLocked(RuntimeError):
-    """Another release or failover task is running on this stack."""
 
 
 @contextmanager

@@ -7,7 +7,7 @@ import subprocess
 from invoke import task
 
 from ops.console import fail, progress
-from ops.tasks.stack import STACK_HELP, _local, _spec
+from ops.tasks.shared import STACK_HELP, local_target, spec_of
 
 
 def app_command(target, *args: str, capture: bool = False,
@@ -34,8 +34,8 @@ def demo_token(target) -> str:
 @task(help={"stack": STACK_HELP})
 def demo(c, stack=None):
     """Upload the sample bank statement and ledger, reconcile them, print the result summary."""
-    spec = _spec(stack)
-    target = _local(spec)
+    spec = spec_of(stack)
+    target = local_target(spec, "demo")
     if not target.supervisor.running():
         raise fail(f"stack {spec.name!r} is not running; start it with `fab up`")
     token = demo_token(target)

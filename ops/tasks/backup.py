@@ -6,7 +6,7 @@
     fab backup.verify [--backup ID]             pgbackrest verify + the set against its manifest
     fab backup.offsite                          copy repositories and sets to S3, checked after transfer
     fab backup.schedule [--yes]                 install the cron schedule on the database host
-    fab restore [--target-time T | --backup ID] disaster recovery, in the seed's order
+    fab restore [--target-time T | --backup ID] disaster recovery, in dependency order
 
 Every mutating task prints its plan with ``--dry-run``; restore needs ``--yes``. Each run
 appends a record to the stack's run log (docs/backups.md).
@@ -20,33 +20,12 @@ import time
 from invoke import Collection, task
 
 from ops.console import fail, progress, table
-from ops.tasks.stack import STACK_HELP, _spec
-
-
-def _guard(fn):
-    """Translate our failures into an operator's error line (exit 1), bad input exit 2."""
-    from ops.backup.errors import BadInput, BackupError
-    from ops.backup.hostjob import HostJobLost
-    from ops.executors import CommandFailed, ExecutorUnreachable
-    from ops.inventory import InventoryError
-    from ops.runlog import NeedsConfirmation, StepFailed
-    try:
-        return fn()
-    except StepFailed as exc:
-        cause = exc.__cause__
-        code = 2 if isinstance(cause, BadInput) else 1
-        raise fail(f"{exc.step.title}: {cause}", code=code) from None
-    except NeedsConfirmation as exc:
-        raise fail(str(exc), code=2) from None
-    except BadInput as exc:
-        raise fail(str(exc), code=2) from None
-    except (BackupError, HostJobLost, ExecutorUnreachable, InventoryError, CommandFailed, TimeoutError) as exc:
-        raise fail(str(exc)) from None
+from ops.tasks.shared import STACK_HELP, guarded, spec_of
 
 
 def _site(stack):
     from ops.backup.site import Site
-    return Site.of(_spec(stack))
+    return Site.of(spec_of(stack))
 
 
 def _run(site, name, args, dry_run=False, yes=False):
@@ -78,7 +57,7 @@ def backup_run(c, stack=None, full=False, incr=False, archive=False, dry_run=Fal
                      f"WAL {pg['wal_start']}..{pg['wal_stop']}, {_size(size)} stored, "
                      f"verified: {doc['verified']['ok'] if doc['verified'] else 'not run'}")
             print(doc["id"])
-    _guard(go)
+    guarded(go)
 
 
 @task(help={"stack": STACK_HELP, "json": "machine-readable output"})
@@ -113,7 +92,7 @@ def backups(c, stack=None, json=False):
         print(table([{**r, "size": _size(r.get("size_bytes", 0)),
                       "verified": {True: "yes", False: "FAILED", None: "no"}[r.get("verified")]}
                      for r in rows], ["id", "tier", "age", "size", "pgbackrest", "repo", "verified", "status"]))
-    _guard(go)
+    guarded(go)
 
 
 @task(help={"stack": STACK_HELP, "backup": "one set's id (default: every set)", "json": "machine-readable"})
@@ -143,7 +122,7 @@ def verify(c, stack=None, backup=None, json=False):
         bad = [r["id"] for r in results if not r["ok"]]
         if bad:
             raise fail(f"{len(bad)} backup set(s) failed verification: {', '.join(bad)}")
-    _guard(go)
+    guarded(go)
 
 
 @task(help={"stack": STACK_HELP, "dry-run": "print the plan"})
@@ -163,7 +142,7 @@ def offsite(c, stack=None, dry_run=False):
         if out:
             progress(f"offsite: {out['uploaded']} object(s) uploaded, {out['unchanged']} unchanged, "
                      f"{out['checked']} checked")
-    _guard(go)
+    guarded(go)
 
 
 @task(help={"stack": STACK_HELP, "dry-run": "print the cron file, install nothing",
@@ -182,7 +161,7 @@ def schedule(c, stack=None, dry_run=False, yes=False):
                             lambda: sched.install(site, text), destructive=True)
         if path:
             progress(f"schedule installed at {path}")
-    _guard(go)
+    guarded(go)
 
 
 @task(help={"stack": STACK_HELP,
@@ -202,7 +181,7 @@ def restore(c, stack=None, target_time=None, backup=None, dry_run=False, yes=Fal
             progress(f"restore done in {report['seconds']:.1f}s: database accepting writes after "
                      f"{report['db_rto_s']:.1f}s; {report['summary']}")
             print(jsonlib.dumps(report, indent=1, default=str))
-    _guard(go)
+    guarded(go)
 
 
 def _size(n: int) -> str:

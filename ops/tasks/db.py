@@ -26,8 +26,7 @@ import time
 from invoke import task
 
 from ops.console import fail, progress
-from ops.tasks.release import _release
-from ops.tasks.stack import STACK_HELP
+from ops.tasks.shared import STACK_HELP, release_session
 
 
 def _pg(driver, proc: str, sql: str, params=(), dbname: str = "postgres"):
@@ -78,7 +77,7 @@ def failover(c, to=None, stack=None, dry_run=False, yes=False):
 
     Destructive (the old primary is fenced until `fab db.rebuild-replica`): needs --yes.
     """
-    with _release(stack, "db.failover", {"to": to}, dry_run, yes) as (spec, driver, run):
+    with release_session(stack, "db.failover", {"to": to}, dry_run, yes) as (spec, driver, run):
         st = driver.state()
         t = driver.target()
         old = st.postgres.primary
@@ -198,7 +197,7 @@ def rebuild_replica(c, node=None, stack=None, dry_run=False, yes=False):
     pgBackRest restore is the alternative once the backup repository is configured; this
     streams straight from the primary. Destructive: needs --yes.
     """
-    with _release(stack, "db.rebuild-replica", {"node": node}, dry_run, yes) as (spec, driver, run):
+    with release_session(stack, "db.rebuild-replica", {"node": node}, dry_run, yes) as (spec, driver, run):
         st = driver.state()
         t = driver.target()
         primary = st.postgres.primary
@@ -249,7 +248,7 @@ def rebuild_replica(c, node=None, stack=None, dry_run=False, yes=False):
             tt = driver.target()
             tt.supervisor.start(node, wait=False)
             proc = next(x for x in tt.processes() if x.name == node)
-            tt._wait_healthy([proc], tt.secrets(), timeout=120)
+            tt.wait_healthy([proc], tt.secrets(), timeout=120)
             progress("  " + tt.check(proc, tt.secrets()).detail)
         run.step(f"start {node} and wait until it streams", f"supervisorctl start {node}; "
                  "wait for pg_stat_wal_receiver.status = streaming", start_and_wait)

@@ -19,49 +19,17 @@ from __future__ import annotations
 
 import re
 import time
-from contextlib import contextmanager
-from typing import Iterator
 
 from invoke import task
 
 from ops.console import fail, progress
-from ops.runlog import NeedsConfirmation, Run, StepFailed
-from ops.tasks.stack import STACK_HELP, _spec
+from ops.errors import GateFailed
+from ops.runlog import Run
+from ops.tasks.shared import STACK_HELP, release_session
 
 VERSION_RE = re.compile(r"^[A-Za-z0-9_.+-]{1,64}$")
 ENV_KEY_RE = re.compile(r"^RECON_[A-Z0-9_]{1,64}$")
 SECRET_WORDS = ("PASSWORD", "SECRET", "TOKEN", "KEY", "CIPHER", "URL")
-
-
-class GateFailed(RuntimeError):
-    """A gate failed; what it guarded has been reverted (the run record says how)."""
-
-
-@contextmanager
-def _release(stack, task_name: str, args: dict, dry_run: bool, yes: bool = False) -> Iterator[tuple]:
-    """Spec, driver, lock and run record for one release task; errors become operator messages."""
-    from ops.release.local import LocalRelease, ReleaseError
-    from ops.release.state import ReleaseLocked, locked
-    spec = _spec(stack)
-    if spec.target != "local" and task_name.startswith("db."):
-        raise fail(f"stack {spec.name!r} has target {spec.target!r}: `fab {task_name}` drives the local "
-                   "target's PostgreSQL processes only; see runbooks/postgres-failover.md", code=2)
-    if spec.target != "local":
-        raise fail(f"stack {spec.name!r} has target {spec.target!r}: its active slot and canary weight are "
-                   f"stack config. Run `pulumi config set --path recon:backend.active_slot green -s {spec.name}` "
-                   f"(or canary_weight) and `pulumi up -s {spec.name}` (docs/releases.md)", code=2)
-    driver = LocalRelease(spec)
-    try:
-        with locked(spec):
-            if not dry_run:
-                driver.require_running()
-            with Run(driver.inventory.run_log, task_name, args, dry_run=dry_run, yes=yes) as run:
-                run.notes["gates"] = []
-                yield spec, driver, run
-    except (ReleaseError, ReleaseLocked, NeedsConfirmation, GateFailed, ValueError) as exc:
-        raise fail(str(exc)) from None
-    except StepFailed as exc:
-        raise fail(str(exc)) from None
 
 
 def _gate(run: Run, results) -> str:
@@ -166,7 +134,7 @@ def deploy(c, version, env=None, stack=None, dry_run=False, yes=False):
     if not VERSION_RE.match(str(version)):
         raise fail(f"--version {version!r}: allowed 1..64 of A-Z a-z 0-9 _ . + -", code=2)
     extra = _parse_env(env)
-    with _release(stack, "deploy", {"version": version, "env": extra}, dry_run, yes) as (spec, driver, run):
+    with release_session(stack, "deploy", {"version": version, "env": extra}, dry_run, yes) as (spec, driver, run):
         before = driver.state()
         if before.canary_weight:
             raise fail(f"a canary of slot {before.idle_slot} at {before.canary_weight}% is in progress; "
@@ -221,7 +189,7 @@ def promote(c, stack=None, dry_run=False):
 
 
 def _switch(stack, dry_run: bool, task_name: str, require_canary: bool) -> None:
-    with _release(stack, task_name, {}, dry_run) as (spec, driver, run):
+    with release_session(stack, task_name, {}, dry_run) as (spec, driver, run):
         before = driver.state()
         new = before.idle_slot
         if require_canary and not before.canary_weight:
@@ -272,7 +240,7 @@ def canary(c, weight, stack=None, dry_run=False):
         raise fail(f"--weight {weight!r}: an integer percent 0..100", code=2) from None
     if not 0 <= w <= 100:
         raise fail(f"--weight {w}: allowed 0..100 (percent of requests to the idle slot)", code=2)
-    with _release(stack, "canary", {"weight": w}, dry_run) as (spec, driver, run):
+    with release_session(stack, "canary", {"weight": w}, dry_run) as (spec, driver, run):
         before = driver.state()
         slot = before.idle_slot
         version = before.slots[slot].version
@@ -322,7 +290,7 @@ def rollback(c, stack=None, dry_run=False):
     No analysis: this is the way back. The target slot must still be running and healthy.
     """
     t0 = time.monotonic()
-    with _release(stack, "rollback", {}, dry_run) as (spec, driver, run):
+    with release_session(stack, "rollback", {}, dry_run) as (spec, driver, run):
         before = driver.state()
         after = before.model_copy(deep=True)
         if before.canary_weight:

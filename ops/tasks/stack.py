@@ -10,37 +10,17 @@ import sys
 
 from invoke import task
 
-from infra.spec import SpecError, StackSpec, load_spec
 from ops.console import fail, progress, table
-
-STACK_HELP = "stack name: local (default), or a Pulumi.<stack>.yaml in the repository root"
-
-
-def _spec(stack: str | None) -> StackSpec:
-    try:
-        return load_spec(stack)
-    except SpecError as exc:
-        raise fail(str(exc), code=2) from None
-
-
-def _local(spec: StackSpec):
-    from infra.local.target import LocalTarget
-    if spec.target != "local":
-        raise fail(f"stack {spec.name!r} has target {spec.target!r}; `fab up` runs the local target only. "
-                   f"Deploy it with `pulumi up -s {spec.name}` (docs/pulumi.md).", code=2)
-    return LocalTarget(spec, progress=progress)
+from ops.tasks.shared import STACK_HELP, local_target, reported, spec_of
 
 
 @task(help={"stack": STACK_HELP, "dry-run": "print what would start, change nothing"})
 def up(c, stack=None, dry_run=False):
     """Start the whole stack on this machine and wait until every service is healthy."""
-    from infra.local.errors import LocalTargetError
-    spec = _spec(stack)
-    target = _local(spec)
-    try:
+    spec = spec_of(stack)
+    target = local_target(spec, "up")
+    with reported():
         result = target.up(dry_run=dry_run)
-    except LocalTargetError as exc:
-        raise fail(str(exc)) from None
     if dry_run:
         return
     if result.changed:
@@ -66,8 +46,8 @@ def status(c, stack=None, json=False):
     Exits 0 when every available service is running and healthy, 1 otherwise.
     """
     from infra.local.target import status_json
-    spec = _spec(stack)
-    rows = _local(spec).status()
+    spec = spec_of(stack)
+    rows = local_target(spec, "status").status()
     if json:
         print(status_json(rows))
     else:
@@ -86,8 +66,8 @@ def status(c, stack=None, json=False):
             "yes": "confirm --purge", "dry-run": "print what would stop or be deleted"})
 def down(c, stack=None, purge=False, yes=False, dry_run=False):
     """Stop every service; data stays in place unless --purge --yes."""
-    spec = _spec(stack)
-    target = _local(spec)
+    spec = spec_of(stack)
+    target = local_target(spec, "down")
     if dry_run:
         running = [n for n, i in target.supervisor.info().items() if i["statename"] == "RUNNING"]
         print(f"would stop: {', '.join(running) or 'nothing (not running)'}")

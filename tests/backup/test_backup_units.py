@@ -11,7 +11,7 @@ from infra.layout import ContainerLayout, LocalLayout
 from infra.render import RenderContext, render_all
 from infra.spec import StackSpec, load_spec
 from ops.backup import manifest, schedule
-from ops.backup.errors import BadInput, ChecksumMismatch
+from ops.errors import BadInput, ChecksumMismatch
 from infra.pgbackrest import BackupPaths
 from infra.pgbackrest import archive_command, secret_files
 from ops.backup.recovery import parse_time
