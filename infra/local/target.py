@@ -22,12 +22,12 @@ from infra.layout import LocalLayout
 from infra.local import bootstrap
 from infra.local.errors import LocalTargetError, TargetError
 from infra.local.privileges import RunAs, service_identity
-from infra.local.processes import Process, http_get, plan
+from infra.local.processes import Process, app_env, http_get, plan
 from infra.local.secrets import load_or_create
 from infra.local.supervisor import Supervisor, render_config
 from infra.local.tls import ensure_certificates
 from infra.pgbackrest import archive_command
-from infra.render import RenderContext, render_all, write_all
+from infra.render import RenderContext, Rendered, render_all, write_all
 from infra.services import PG_PRIMARY, REDIS_PRIMARY, missing_binaries, unavailable
 from infra.spec import StackSpec
 
@@ -72,9 +72,11 @@ class UpResult:
 
 
 class LocalTarget:
-    def __init__(self, spec: StackSpec, progress: Progress | None = None):
+    def __init__(self, spec: StackSpec, progress: Progress | None = None, state=None):
+        """``state``: a release state to see instead of release.json (a change not yet saved)."""
         from infra.local import release
-        self.release = release.load(spec)
+        self.declared = spec
+        self.release = state or release.load(spec)
         """Runtime release and database roles (release.json), laid over the spec."""
         self.spec = spec = release.effective_spec(spec, self.release)
         self.layout = LocalLayout(spec)
@@ -83,7 +85,23 @@ class LocalTarget:
         self.say: Progress = progress or (lambda msg: None)
 
     # -- helpers -------------------------------------------------------------------------
-    def render_context(self, who: RunAs) -> RenderContext:
+    def with_release(self, state) -> "LocalTarget":
+        """This stack as it will be once ``state`` (not yet saved) is applied."""
+        return LocalTarget(self.declared, self.say, state=state)
+
+    def render(self, only=None) -> dict[str, Rendered]:
+        """The stack's configs as this target renders them (``only``: just these paths)."""
+        return render_all(self.spec, self.layout, self.render_context(), only=only)
+
+    def supervisor_config(self, procs: list[Process] | None = None) -> str:
+        return render_config(self.spec, self.layout, procs if procs is not None else self.processes(),
+                             service_identity(create=False).user)
+
+    def app_env(self, slot: str | None = None) -> dict[str, str]:
+        """The service's environment for ``slot`` (default: the active one); no secret in it."""
+        return app_env(self.spec, self.layout, slot or self.spec.backend.active_slot)
+
+    def render_context(self) -> RenderContext:
         return RenderContext(tls_cert=str(self.root / "tls" / "server.crt"),
                              tls_key=str(self.root / "tls" / "server.key"),
                              archive_command=self._archive_command())
@@ -135,9 +153,9 @@ class LocalTarget:
             result.configs_changed.append("tls/server.crt")
         who.chown(self.root / "tls", recursive=True)
 
-        files = render_all(self.spec, self.layout, self.render_context(who))
+        files = self.render()
         result.configs_changed += write_all(files, self.root / "conf")
-        sup_conf = render_config(self.spec, self.layout, procs, who.user)
+        sup_conf = self.supervisor_config(procs)
         sup_changed = _write_if_changed(Path(self.layout.conf("supervisord.conf")), sup_conf)
 
         if not self.supervisor.running():

@@ -23,11 +23,8 @@ import sys
 import time
 from pathlib import Path
 
-from infra.local.privileges import service_identity
-from infra.local.processes import app_env
-from infra.local.supervisor import render_config
 from infra.local.target import LocalTarget
-from infra.render import Rendered, render_all, write_all
+from infra.render import write_all
 from infra.services import binary
 from infra.spec import REPO_ROOT, StackSpec
 from ops.errors import ReleaseError
@@ -36,12 +33,6 @@ from ops.release import state as rstate
 
 RELOADED = ("nginx/nginx.conf", "prometheus/prometheus.yml")
 """The configs a release changes (paths as render_all names them)."""
-
-
-def render_some(t: LocalTarget, who, paths) -> dict[str, Rendered]:
-    """Render only ``paths`` with the target's context: a rollback does not wait for every
-    template of the stack to compile."""
-    return render_all(t.spec, t.layout, t.render_context(who), only=paths)
 
 
 class LocalRelease:
@@ -70,15 +61,13 @@ class LocalRelease:
         started or stopped, workers rolled onto the active version) is left to :meth:`sync_processes`,
         so a rollback does not wait for a worker to stop.
         """
-        t = self.target_for(st)
-        who = service_identity(create=False)
-        procs = t.processes()
-        sup_conf = render_config(t.spec, t.layout, procs, who.user)
+        t = self.target().with_release(st)
+        sup_conf = t.supervisor_config()
         sup_path = Path(t.layout.conf("supervisord.conf"))
         self._refuse_restarting_serving(t, st, sup_path, sup_conf)
         rstate.save(self.spec, st, task)
         conf_dir = t.root / "conf"
-        wanted = render_some(t, who, RELOADED)
+        wanted = t.render(only=RELOADED)  # two templates only: a rollback does not wait for the rest
         old_nginx = (conf_dir / "nginx/nginx.conf").read_text() if (conf_dir / "nginx/nginx.conf").exists() else None
         changed = write_all(wanted, conf_dir)
         if "nginx/nginx.conf" in changed:
@@ -105,9 +94,8 @@ class LocalRelease:
         changed: list[str] = []
         if t is None:
             t = self.target()
-            who = service_identity(create=False)
             sup_path = Path(t.layout.conf("supervisord.conf"))
-            sup_conf = render_config(t.spec, t.layout, t.processes(), who.user)
+            sup_conf = t.supervisor_config()
         procs = t.processes()
         if not sup_path.exists() or sup_path.read_text() != sup_conf:
             sup_path.write_text(sup_conf)
@@ -120,15 +108,6 @@ class LocalRelease:
                 t.supervisor.start(p.name, wait=False)
                 started.append(p.name)
         return changed + [f"started {n}" for n in started]
-
-    def target_for(self, st: rstate.ReleaseState) -> LocalTarget:
-        """A LocalTarget seeing ``st`` (not yet saved) instead of release.json."""
-        from infra.layout import LocalLayout
-        t = self.target()
-        t.release = st
-        t.spec = rstate.effective_spec(self.spec, st)
-        t.layout = LocalLayout(t.spec)
-        return t
 
     def _refuse_restarting_serving(self, t: LocalTarget, st, sup_path: Path, new_conf: str) -> None:
         """A release never restarts a backend that serves traffic. If the supervisord config of a
@@ -160,7 +139,7 @@ class LocalRelease:
     def migrate(self, slot: str) -> object:
         """Apply migrations with ``slot``'s environment (same code, the version it will run)."""
         t = self.target()
-        env = app_env(t.spec, t.layout, slot)
+        env = t.app_env(slot)
         env.pop("PYTHONPATH", None)
         cmd = f"cd {shlex.quote(str(REPO_ROOT))} && {shlex.quote(sys.executable)} -m app migrate"
         return self.inventory.get(f"backend-{slot}-1").executor.run(

@@ -172,18 +172,15 @@ def test_failover_and_rebuild_need_yes(tmp_path):
 
 def test_release_renders_the_same_nginx_and_prometheus_configs_as_fab_up(tmp_path):
     """The release path renders two templates only (speed); they must match render_all's."""
-    from infra.local.privileges import service_identity
     from infra.local.target import LocalTarget
-    from infra.render import render_all
-    from ops.release.local import RELOADED, render_some
+    from ops.release.local import RELOADED
     spec = StackSpec(state_dir=tmp_path)
     st = release.load(spec)
     st.slots["green"].version, st.slots["green"].running, st.canary_weight = "0.2.0", True, 10
     release.save(spec, st, "canary")
     t = LocalTarget(spec)
-    who = service_identity(create=False)
-    full = render_all(t.spec, t.layout, t.render_context(who))
-    some = render_some(t, who, RELOADED)
+    full = t.render()
+    some = t.render(only=RELOADED)
     assert set(some) == set(RELOADED) and all(some[k].content == full[k].content for k in some)
 
 
