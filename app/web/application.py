@@ -19,7 +19,7 @@ from app import metrics
 from app.cache import CacheUnavailable
 from app.db import DatabaseUnavailable
 from app.settings import Settings, get_settings
-from app.web import routes
+from app.web.routes import register as register_routes
 from app.web.middleware import ObservabilityMiddleware
 from app.web.services import Services, build_services
 
@@ -86,7 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return Response(body, media_type=content_type)
 
     _install_error_handlers(app)
-    routes.register(app)
+    register_routes(app)
     if settings.fault_rate:  # release drills: a version that fails (inside the metrics)
         from app.web.faults import FaultInjectionMiddleware
 

@@ -2,10 +2,16 @@
 
 from fastapi import FastAPI
 
-from app.web import admin, reconciliations, results, review
+from app.web.admin import router as admin
+from app.web.reconciliations import router as reconciliations
+from app.web.results import router as results
+from app.web.review import router as review
+
+ROUTERS = (reconciliations, results, review, admin)
+"""In the order their routes are matched and listed in the OpenAPI document."""
 
 
 def register(app: FastAPI) -> None:
     """Attach the API routers to ``app``."""
-    for module in (reconciliations, results, review, admin):
-        app.include_router(module.router)
+    for router in ROUTERS:
+        app.include_router(router)
