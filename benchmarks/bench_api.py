@@ -8,7 +8,7 @@
 Measured per size N (N left lines x N right lines): upload left, upload right, queue a run,
 poll ``GET /runs/{id}`` until it succeeded (results stored and committed). Targets from the
 issue: 10k x 10k <= 2 s, 100k x 100k <= 15 s. The throwaway servers come from
-:mod:`app.testing` (the same code as the test fixtures).
+:mod:`testing.servers` (the same code as the test fixtures).
 
 Data: deterministic (seeded) ledger/bank pairs with realistic noise: 80 % same reference,
 10 % no reference and the date shifted by 1-2 days, 4 % split into two payments, 3 % amount
@@ -120,7 +120,7 @@ def main() -> int:
             import psycopg
 
             from app import auth
-            from app.testing import ThrowawayStack, free_port
+            from testing.servers import ThrowawayStack, free_port
 
             stack = ThrowawayStack(with_replica=False).start()
             env = stack.env(PYTHONPATH=str(ROOT), RECON_MAX_UPLOAD_BYTES=str(512 * 1024 * 1024),

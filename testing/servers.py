@@ -1,8 +1,8 @@
-"""Throwaway PostgreSQL 15, Redis and Redis Sentinel on loopback, for tests and benchmarks.
+"""Throwaway PostgreSQL 15, Redis and Redis Sentinel on loopback, and free ports, for tests.
 
-Used by ``tests/app/conftest.py`` (session fixtures) and ``benchmarks/bench_api.py``.
-Everything listens on 127.0.0.1 on free ports and lives in a temporary directory removed
-on :meth:`stop`.
+Used by ``tests/app/conftest.py`` (session fixtures), ``tests/templates/conftest.py`` and
+``tests/fix_sshd.py`` (free ports) and ``benchmarks/bench_api.py``. Everything listens on
+127.0.0.1 on free ports and lives in a temporary directory removed on ``stop()``.
 
 Traps:
 
@@ -87,10 +87,31 @@ def _die_with_parent() -> None:
         pass  # not Linux/glibc: teardown or reap_orphans still cleans up
 
 
-def free_port() -> int:
+def free_port(count: int = 1) -> int:
+    """A TCP port free on 127.0.0.1 right now; with `count`, the first of that many in a row.
+
+    Free now, not reserved: see the last trap above. A block (``count > 1``) is for configs
+    that derive ports from a base (replica n on base + n).
+    """
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            base = int(s.getsockname()[1])
+        if count == 1:
+            return base
+        if base + count <= 65535 and all(_bindable(base + i) for i in range(count)):
+            return base
+    raise RuntimeError(f"no block of {count} free ports on 127.0.0.1 found in 100 tries")
+
+
+def _bindable(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def _tail(path: Path, lines: int = 30) -> str:

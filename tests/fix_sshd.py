@@ -22,13 +22,9 @@ from pathlib import Path
 
 import pytest
 
+from testing.servers import free_port
+
 SSHD = "/usr/sbin/sshd"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def ssh_env(sshd: dict) -> dict[str, str]:

@@ -1,6 +1,6 @@
 """Fixtures for the service tests: real PostgreSQL 15, Redis, Sentinel, app and worker processes.
 
-Session-scoped servers come from :mod:`app.testing` (also used by ``benchmarks/bench_api.py``).
+Session-scoped servers come from :mod:`testing.servers` (also used by ``benchmarks/bench_api.py``).
 Nothing is mocked: the API runs in-process through ``TestClient`` against the real servers,
 workers and the ``serve`` command run as real subprocesses.
 """
@@ -21,7 +21,7 @@ from fastapi.testclient import TestClient
 
 from app import auth
 from app.settings import Settings
-from app.testing import PG_BIN, ThrowawayStack, free_port
+from testing.servers import PG_BIN, ThrowawayStack, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable

@@ -147,7 +147,7 @@ def test_failing_job_is_retried_then_failed_with_the_reason(app_client: TestClie
 
 def test_redis_down_loses_no_job(app_client: TestClient, db: psycopg.Connection, workers,  # type: ignore[no-untyped-def]
                                  as_operator: dict[str, str], wait_run) -> None:  # type: ignore[no-untyped-def]
-    from app.testing import free_port
+    from testing.servers import free_port
 
     workers.stop_all()
     _, proc = workers.start(env={"RECON_REDIS_SENTINELS": f"127.0.0.1:{free_port()}", "RECON_REDIS_SOCKET_TIMEOUT": "0.2"})
@@ -169,7 +169,7 @@ def test_cache_follows_a_sentinel_failover() -> None:
 
     from app.cache import Cache
     from app.settings import Settings
-    from app.testing import RedisServer, SentinelServer
+    from testing.servers import RedisServer, SentinelServer
 
     master = RedisServer().start()
     replica = RedisServer(replica_of=master.port).start()
@@ -222,7 +222,7 @@ def test_worker_serves_business_metrics(app_client: TestClient, db: psycopg.Conn
                                         as_operator: dict[str, str], wait_run) -> None:  # type: ignore[no-untyped-def]
     import httpx
 
-    from app.testing import free_port
+    from testing.servers import free_port
 
     port = free_port()
     workers.stop_all()

@@ -102,7 +102,7 @@ def test_access_logs_are_json_with_request_id(server_proc) -> None:  # type: ign
 
 
 def test_ready_names_the_failed_dependency_and_health_stays_up(spawn) -> None:  # type: ignore[no-untyped-def]
-    from app.testing import free_port
+    from testing.servers import free_port
 
     port = free_port()
     dead = free_port()
@@ -137,7 +137,7 @@ def test_migrate_is_idempotent(service_env: dict[str, str]) -> None:
 
 
 def test_migrate_fails_clearly_without_database(service_env: dict[str, str], cli) -> None:  # type: ignore[no-untyped-def]
-    from app.testing import free_port
+    from testing.servers import free_port
 
     env = {**service_env, "RECON_DATABASE_URL": f"postgresql://postgres@127.0.0.1:{free_port()}/recon",
            "RECON_DB_CONNECT_TIMEOUT": "1"}
@@ -225,7 +225,7 @@ def test_orphaned_throwaway_postgres_is_reaped() -> None:
     import tempfile
     from pathlib import Path
 
-    from app.testing import PostgresServer, reap_orphans
+    from testing.servers import PostgresServer, reap_orphans
 
     base = Path(tempfile.mkdtemp(prefix="recon-reap-test-"))  # under /tmp: postgres must traverse it
     os.chmod(base, 0o755)

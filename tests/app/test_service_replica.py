@@ -11,7 +11,7 @@ from pydantic import SecretStr
 
 from app.db import Database
 from app.settings import Settings
-from app.testing import free_port
+from testing.servers import free_port
 
 
 def test_reader_uses_the_replica_dsn(settings: Settings, dsn: str) -> None:

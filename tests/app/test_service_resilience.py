@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from app.testing import ThrowawayStack
+from testing.servers import ThrowawayStack
 
 
 def test_api_survives_a_database_restart(app_client: TestClient, stack: ThrowawayStack, as_viewer: dict[str, str],

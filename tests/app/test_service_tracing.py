@@ -65,7 +65,7 @@ def test_serve_exports_spans_over_otlp_http(spawn) -> None:  # type: ignore[no-u
 
     import httpx
 
-    from app.testing import free_port
+    from testing.servers import free_port
 
     received: list[tuple[str, bytes]] = []
 

@@ -13,7 +13,6 @@ import contextlib
 import datetime as dt
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -26,8 +25,7 @@ import pytest
 from infra.layout import ContainerLayout, Layout, LocalLayout
 from infra.render import RenderContext, render_all, write_all
 from infra.spec import StackSpec, load_spec
-
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
+from testing.servers import PG_BIN, free_port
 
 TOOLS = {
     # name: Debian package that provides it
@@ -60,29 +58,6 @@ def run(cmd: list[str], *, check: bool = True, **kw: Any) -> subprocess.Complete
             f"{' '.join(cmd)} exited {proc.returncode}\n"
             f"--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}")
     return proc
-
-
-def port_block(n: int = 1) -> int:
-    """A base port such that base .. base+n-1 are all free on 127.0.0.1 right now."""
-    for _ in range(100):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
-        if base + n > 65535:
-            continue
-        if all(_free(base + i) for i in range(n)):
-            return base
-    raise RuntimeError(f"no block of {n} free ports found")
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def wait_for(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
@@ -284,7 +259,8 @@ def run_cmd() -> Callable[..., subprocess.CompletedProcess[str]]:
 
 @pytest.fixture(scope="session")
 def free_ports() -> Callable[[int], int]:
-    return port_block
+    """``free_ports(n)``: the first of n consecutive ports free on 127.0.0.1."""
+    return free_port
 
 
 @pytest.fixture(scope="session")
