@@ -3,7 +3,7 @@
 One entry point, :func:`parse`. It detects the format (or takes the one named in the options),
 hands the bytes to that format's module and returns an :class:`ImportResult`, or raises::
 
-    ImportError_                    base of everything raised here (not the builtin ImportError)
+    ImportFailed                    base of everything raised here on purpose
      ├── UnsupportedFormat          not a format we read            -> HTTP 415
      └── ImportRejected             a format we read, but malformed -> HTTP 422, .problems lists
                                     every problem found (line, column, reason), not just the first
@@ -48,11 +48,14 @@ FORMATS: dict[str, str] = {
 SUPPORTED_FORMATS: tuple[str, ...] = tuple(FORMATS)
 
 
-class ImportError_(Exception):  # noqa: N801 - trailing underscore: do not shadow the builtin
-    """Base class of every error :func:`parse` raises on purpose."""
+class ImportFailed(Exception):
+    """Base class of every error :func:`parse` raises on purpose.
+
+    Named so that it does not shadow the builtin ``ImportError`` (raised by a failing ``import``).
+    """
 
 
-class UnsupportedFormat(ImportError_):
+class UnsupportedFormat(ImportFailed):
     """The file is in no format we read (or the one asked for is unknown). Maps to HTTP 415."""
 
     def __init__(self, filename: str, detail: str) -> None:
@@ -88,7 +91,7 @@ class Problem:
         return {"line": self.line, "column": self.column, "reason": self.reason}
 
 
-class ImportRejected(ImportError_):
+class ImportRejected(ImportFailed):
     """The file is in a format we read but cannot be imported. Maps to HTTP 422.
 
     `problems` holds every problem found, sorted by line, so the user fixes the file in one go.
@@ -103,6 +106,9 @@ class ImportRejected(ImportError_):
         shown = "; ".join(str(p) for p in self.problems[:5])
         more = f" (and {len(self.problems) - 5} more)" if len(self.problems) > 5 else ""
         super().__init__(f"{filename}: {len(self.problems)} problem(s): {shown}{more}")
+
+
+ImportError_ = ImportFailed  # kept until callers move
 
 
 class ColumnMapping(BaseModel):
@@ -333,6 +339,7 @@ __all__ = [
     "ColumnMapping",
     "FORMATS",
     "ImportError_",
+    "ImportFailed",
     "ImportOptions",
     "ImportRejected",
     "ImportResult",
