@@ -102,7 +102,10 @@ def _output_inventory(spec: StackSpec) -> Inventory:
             f"no inventory for stack {spec.name!r} at {path}; after `pulumi up -s {spec.name}` run "
             f"`pulumi stack output -s {spec.name} --json --show-secrets inventory > {path}`")
     doc = json.loads(path.read_text())
-    kind = "docker" if spec.target == "docker" else "kubectl"
+    kind = doc.get("executor")
+    if kind not in ("docker", "kubectl"):
+        raise InventoryError(f"{path}: executor {kind!r}; expected the Pulumi program's inventory output, "
+                             "which names its executor (docker or kubectl)")
     services = {}
     for name, s in doc.get("services", {}).items():
         opts = {"container": s.get("container", name)} if kind == "docker" else {

@@ -4,9 +4,18 @@
     ├── infra.docker.platform.DockerPlatform          one Docker host: networks, volumes, containers
     └── infra.kubernetes.platform.KubernetesPlatform  one namespace: StatefulSets, Deployments, ...
 
-A component calls ``deploy`` for each of its workloads, with itself as parent; the Backend
-calls ``traffic`` and the Proxy calls ``edge``. ``finish`` runs once every component has
-declared its workloads (Kubernetes derives NetworkPolicies and PDBs from all of them).
+The whole contract, in the order ``infra.components.stack`` uses it:
+
+    make_layout(spec)        where each process is and how the others reach it (a ContainerLayout)
+    render_context(spec)     target facts the templates need beyond spec and layout
+    __init__ + setup()       the foundation: networks or a namespace, TLS, shared secrets
+    deploy / traffic / edge  each component's workloads, the blue/green routing, the entry point
+    finish(parents)          what derives from every workload (NetworkPolicies, PDBs)
+    endpoints() / where()    how operators and ops/ reach the stack and each process
+    executor                 the ops executor kind (ops/executors.py) that runs commands there
+
+A new target is a package with a Platform subclass plus one line in ``TARGETS``
+(infra/components/stack.py).
 """
 
 from __future__ import annotations
@@ -19,12 +28,14 @@ import pulumi
 from infra.components.model import Workload
 from infra.components.secrets import StackSecrets
 from infra.layout import ContainerLayout
-from infra.render import Rendered
+from infra.render import RenderContext, Rendered
 from infra.spec import StackSpec
 
 
 class Platform(abc.ABC):
     target: str
+    executor: str
+    """The ops executor kind that runs a command in one of this target's processes."""
     supports_schedules: bool = False
     """True when the target runs cron jobs itself (Kubernetes CronJob); else ops/ schedules."""
 
@@ -35,6 +46,20 @@ class Platform(abc.ABC):
         self.secrets = secrets
         self.rendered = rendered
         self.workloads: list[Workload] = []
+
+    @staticmethod
+    @abc.abstractmethod
+    def make_layout(spec: StackSpec) -> ContainerLayout:
+        """The target's layout: host names and ports of every process."""
+
+    @staticmethod
+    @abc.abstractmethod
+    def render_context(spec: StackSpec) -> RenderContext:
+        """Target facts the templates need beyond the spec and the layout."""
+
+    @abc.abstractmethod
+    def setup(self, parent: pulumi.Resource | None = None) -> list[pulumi.Resource]:
+        """Declare the foundation every workload needs (networks, namespace, TLS)."""
 
     def file(self, rel: str) -> "Rendered":
         """A rendered config by its path relative to the config directory."""
@@ -66,3 +91,7 @@ class Platform(abc.ABC):
     @abc.abstractmethod
     def endpoints(self) -> dict[str, Any]:
         """How operators and ops/ reach the stack (URLs, host names), without secrets."""
+
+    @abc.abstractmethod
+    def where(self, w: Workload, member: str) -> dict[str, Any]:
+        """The executor options that reach ``member`` (container name, or namespace and pod)."""

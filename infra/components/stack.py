@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 import pulumi
 
+from infra import services
 from infra.components.backend import Backend
 from infra.components.backups import Backups
 from infra.components.cache import Cache
@@ -25,6 +26,7 @@ from infra.components.platform import Platform
 from infra.components.proxy import Proxy
 from infra.components.secrets import StackSecrets
 from infra.render import render_all
+from infra.services import PG_PRIMARY
 from infra.spec import StackSpec
 
 TARGETS: dict[str, str] = {
@@ -32,11 +34,6 @@ TARGETS: dict[str, str] = {
     "kubernetes": "infra.kubernetes.platform:KubernetesPlatform",
 }
 
-SERVICE_KINDS = {
-    # the inventory's service kinds, as ops/inventory.py and the local target name them
-    "postgres-exporter": "exporter", "redis-exporter": "exporter", "node-exporter": "exporter",
-    "migrate": "job", "backup": "job",
-}
 
 Lookup = Callable[[str], "pulumi.Output[str] | None"]
 
@@ -75,7 +72,7 @@ def prepare(spec: StackSpec, lookup: Lookup = _no_secrets) -> Platform:
     layout = cls.make_layout(spec)
     rendered = render_all(spec, layout, cls.render_context(spec))
     secrets = StackSecrets.resolve(spec, lookup)
-    secrets.derive(spec, layout.host_of("postgres-primary"), [layout.host_of(p) for p in layout.postgres_replicas()])
+    secrets.derive(spec, layout.host_of(PG_PRIMARY), [layout.host_of(p) for p in layout.postgres_replicas()])
     platform = cls(spec, layout, secrets, rendered)
     platform.setup()
     return platform
@@ -96,6 +93,14 @@ def build(spec: StackSpec, lookup: Lookup = _no_secrets) -> Stack:
     return st
 
 
+def _kind(spec: StackSpec, member: str, w) -> str:
+    """The catalogue's kind of a process (the inventory's and the local target's word for it)."""
+    try:
+        return services.owner(spec, member)[0].kind
+    except KeyError:
+        return "job" if w.kind in ("job", "cronjob") else w.role
+
+
 def outputs(st: Stack) -> dict[str, Any]:
     """Stack outputs: endpoints, the release state, and the inventory ops/ reads.
 
@@ -106,7 +111,7 @@ def outputs(st: Stack) -> dict[str, Any]:
     services: dict[str, Any] = {}
     for w in platform.workloads:
         for member in (w.members or [w.name]):
-            entry = {"kind": SERVICE_KINDS.get(w.role, w.role), "component": w.component, "role": w.role,
+            entry = {"kind": _kind(spec, member, w), "component": w.component, "role": w.role,
                      **platform.where(w, member)}
             if w.data_path:
                 entry["data_dir"] = w.data_path
@@ -121,10 +126,11 @@ def outputs(st: Stack) -> dict[str, Any]:
     inventory = {
         "stack": spec.name,
         "target": spec.target,
+        "executor": platform.executor,
         "namespace": spec.namespace if spec.target == "kubernetes" else None,
         "services": services,
         "postgres": {"database": spec.postgres.database, "user": spec.postgres.user,
-                     "primary": str(platform.layout.endpoint("postgres-primary")),
+                     "primary": str(platform.layout.endpoint(PG_PRIMARY)),
                      "replicas": [str(platform.layout.endpoint(p)) for p in platform.layout.postgres_replicas()],
                      "dsn": s["database_url"], "replica_dsn": s["database_replica_url"]},
         "redis": {"master_name": spec.redis.sentinel.master_name,

@@ -99,6 +99,7 @@ class DockerHost(pulumi.ComponentResource):
 
 class DockerPlatform(Platform):
     target = "docker"
+    executor = "docker"
     supports_schedules = False
 
     @staticmethod

@@ -105,6 +105,7 @@ class Namespace(pulumi.ComponentResource):
 
 class KubernetesPlatform(Platform):
     target = "kubernetes"
+    executor = "kubectl"
     supports_schedules = True
 
     @staticmethod

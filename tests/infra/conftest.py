@@ -1,7 +1,7 @@
 """Fixtures for tests/infra: the program run under Pulumi's mock runtime, once per stack.
 
 Each run declares the whole stack from a spec and records every resource
-(infra/components/offline.py). Runs are session-scoped: the program takes a few seconds per
+(testing/pulumi_mocks.py). Runs are session-scoped: the program takes a few seconds per
 stack on these machines, and the resources do not change between tests.
 """
 
@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from infra.components.offline import Run, run
 from infra.spec import REPO_ROOT, load_spec, read_stack_config, stack_file
+from testing.pulumi_mocks import Run, run
 
 K8S_PREFIX = "kubernetes:"
 

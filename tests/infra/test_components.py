@@ -7,8 +7,8 @@ import json
 import pytest
 import yaml
 
-from infra.components.offline import resolve
 from infra.components.observability import dashboard_files
+from testing.pulumi_mocks import resolve
 
 CONTAINER = "docker:index/container:Container"
 STS = "kubernetes:apps/v1:StatefulSet"
@@ -226,9 +226,9 @@ def test_component_declares_alone(component, stack):
     """A component needs only the platform's foundation: constructed alone, it declares its
     own resources, all parented to it, and nothing of the other concerns."""
     import infra.components as components
-    from infra.components.offline import run
     from infra.components.stack import prepare
     from infra.spec import load_spec
+    from testing.pulumi_mocks import run
 
     def program(spec):
         platform = prepare(spec)

@@ -19,7 +19,6 @@ import pytest
 import yaml
 
 from infra.components.observability import dashboard_files
-from infra.spec import REPO_ROOT
 from tests.infra.conftest import find_tool, k8s_objects
 
 # The oldest and the newest Kubernetes minor this program is checked against.

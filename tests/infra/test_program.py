@@ -12,9 +12,15 @@ import pytest
 from pulumi.runtime import mocks as pmocks
 from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
 
-from infra.components.offline import RecordingMocks, Unresolved, _Monitor, is_secret, resolve
 from infra.components.stack import UnsupportedTarget, platform_class
 from infra.spec import REPO_ROOT, load_spec
+from testing.pulumi_mocks import (
+    RecordingMocks,
+    Unresolved,
+    _Monitor,
+    is_secret,
+    resolve,
+)
 
 # What `pulumi up` creates, by type, for the committed stack files. Each number follows from
 # the spec (see the comments); a change to the program or the stack file that changes the
@@ -83,7 +89,7 @@ def test_every_resource_has_a_component_parent(any_stack):
 def test_program_modules_declare_nothing_on_import():
     """Outside the engine, declaring a resource raises; importing every module must not."""
     code = ("import infra.components.stack, infra.docker.platform, infra.kubernetes.platform, "
-            "infra.policy.rules, infra.summary; print('ok')")
+            "infra.policy.rules, testing.stack_summary; print('ok')")
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
 

@@ -16,7 +16,7 @@ import difflib
 
 import pytest
 
-from infra.components.offline import resolve, run
+from testing.pulumi_mocks import resolve, run
 from tests.infra.conftest import spec_with
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import httpx
 import psycopg
 
-from ops.release.loadgen import LoadResult, run_load
+from testing.loadgen import LoadResult, run_load
 
 REPO = Path(__file__).resolve().parents[2]
 FAB = str(Path(sys.executable).parent / "fab")

@@ -25,7 +25,7 @@ def test_deploy_starts_the_idle_slot_without_moving_traffic(drill_stack):
     assert rows["backend-green-1"]["healthy"] is True
     assert rows["release"]["release"]["slots"]["green"]["version"] == "0.2.0"
     assert "green 0.2.0 running" in rows["release"]["detail"]
-    from ops.release.loadgen import run_load
+    from testing.loadgen import run_load
     r = run_load(drill_stack.base_url, requests=100, duration_s=20, cafile=drill_stack.cafile, keepalive=True)
     assert r.failed == 0 and r.by_slot() == {"blue": 100}, r.summary()
     record = drill_stack.runs("deploy")[-1]

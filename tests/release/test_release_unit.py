@@ -14,7 +14,7 @@ import pytest
 from infra.local import release
 from infra.spec import StackSpec
 from ops.release import gates
-from ops.release.loadgen import LoadError, run_load
+from testing.loadgen import LoadError, run_load
 
 REPO = Path(__file__).resolve().parents[2]
 FAB = str(Path(sys.executable).parent / "fab")

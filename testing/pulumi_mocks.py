@@ -1,6 +1,6 @@
 """Run the program without an engine: Pulumi's mock runtime records every declared resource.
 
-Used by tests/infra and ``python -m infra.summary``. Nothing here talks to Docker, a
+Used by tests/infra and ``python -m testing.stack_summary``. Nothing here talks to Docker, a
 cluster or the Pulumi service: ``pulumi.runtime.set_mocks`` replaces the engine with
 :class:`RecordingMocks`, which answers each registration with the inputs as outputs (plus
 the few computed outputs the program reads, e.g. a RandomPassword's ``result``).

@@ -1,6 +1,6 @@
-"""Print the resources each stack declares, by type: ``python -m infra.summary [stack ...]``.
+"""Print the resources each stack declares, by type: ``python -m testing.stack_summary [stack ...]``.
 
-Runs the program under Pulumi's mock runtime (infra/components/offline.py): no engine,
+Runs the program under Pulumi's mock runtime (testing/pulumi_mocks.py): no engine,
 Docker or cluster needed. Counts cover custom resources (what ``pulumi up`` would create);
 component resources are listed separately.
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from infra.components.offline import run
 from infra.spec import SpecError, load_spec
+from testing.pulumi_mocks import run
 
 STACKS = ("staging", "production")
 
@@ -24,7 +24,7 @@ def summary(stack: str) -> tuple[dict[str, int], dict[str, int]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m infra.summary", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m testing.stack_summary", description=__doc__.splitlines()[0])
     parser.add_argument("stacks", nargs="*", default=list(STACKS))
     args = parser.parse_args(argv)
     for stack in args.stacks:
