@@ -28,6 +28,8 @@ from app.records import CURRENCY_EXPONENTS, RECORD_SCHEMA, format_minor, to_mino
 
 _TAG = re.compile(r"^:(\d{2}[A-Z]?):(.*)$")
 _BALANCE = re.compile(r"^([CD])(\d{6})([A-Z]{3})(\d{1,12},\d{0,3})$")
+_SIGN = {"C": 1, "RD": 1, "D": -1, "RC": -1}
+"""Debit/credit mark of a :61: line -> sign: a reversal of a debit (RD) puts money back in."""
 _LINE = re.compile(r"^(\d{6})(\d{4})?(R?[CD])([A-Z])?(\d{1,12},\d{0,3})([NSF][A-Z0-9]{3})")
 
 
@@ -92,8 +94,7 @@ def _check(text: str) -> tuple[list[Problem], list[dict[str, object]]]:
             except ValueError as exc:
                 bad(Problem(number, ":61:", str(exc)))
                 continue
-            sign = -1 if mark in ("D", "RC") else 1
-            current["lines"].append(sign * minor)  # type: ignore[union-attr]
+            current["lines"].append(_SIGN[mark] * minor)  # type: ignore[union-attr]
     for statement in statements:
         if (statement["opening"] is None or statement["closing"] is None) and not statement["invalid"]:
             problems.append(Problem(statement["line"], ":20:", f"statement {statement['reference']!r} lacks an opening (:60F:) or closing (:62F:) balance"))  # type: ignore[arg-type]
@@ -163,7 +164,9 @@ def parse(data: bytes, *, filename: str, side: str, options: ImportOptions) -> I
             info = transaction.data
             amount = info["amount"]
             currency = amount.currency
-            minor = to_minor(amount.amount, currency)
+            # Signed from the mark, as the balance check does: the library negates only D by default,
+            # so a reversal of a credit (RC) came back as money in.
+            minor = abs(to_minor(amount.amount, currency)) * _SIGN[str(info["status"]).upper()]
             if options.sign == "invert":
                 minor = -minor
             reference = info.get("customer_reference") or None

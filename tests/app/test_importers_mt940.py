@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from app.importers import ImportRejected, parse
+from tests.app.test_importers_errors import assert_told_in_our_words
 
 DATA = (Path(__file__).parent / "fixtures_data" / "bank.sta").read_bytes()
 
@@ -66,3 +67,21 @@ def test_incomplete_statements_are_rejected(data: bytes, needle: str) -> None:
     with pytest.raises(ImportRejected) as info:
         parse(data, filename="bad.sta", side="left")
     assert any(needle in p.reason for p in info.value.problems), info.value.problems
+
+
+def test_a_credit_and_its_reversal_cancel_out() -> None:
+    """RC (reversal of a credit) takes money out, RD (reversal of a debit) puts it back (issue #12).
+
+    Built in the test: the public files with reversal marks found do not balance (see
+    fixtures_data/README.md).
+    """
+    data = (
+        b":20:REV\n:25:NL00BANK0123456789\n:28C:1/1\n:60F:C240101EUR100,00\n"
+        b":61:2401020102C50,00NTRFINV-1\n:61:2401030103RC50,00NTRFINV-1\n"
+        b":61:2401040104D20,00NTRFINV-2\n:61:2401050105RD20,00NTRFINV-2\n"
+        b":62F:C240105EUR100,00\n-\n"
+    )
+    result = parse(data, filename="rev.sta", side="left")
+    assert result.records.get_column("amount_minor").to_list() == [5000, -5000, -2000, 2000]
+    (balance,) = result.balances
+    assert (balance.opening_minor, balance.lines_minor, balance.closing_minor) == (10000, 0, 10000)
