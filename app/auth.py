@@ -1,4 +1,5 @@
-"""API tokens with roles, stored as SHA-256 hashes; FastAPI dependencies that enforce roles.
+"""API tokens with roles, stored as SHA-256 hashes. The HTTP side (bearer token, role check,
+rate limit) is :mod:`app.web.deps`.
 
 Roles are ordered: ``viewer`` (read) < ``operator`` (upload, run, review) < ``admin``
 (tokens, deletion). A token is ``rk_`` + 43 url-safe characters (256 bits), so an unsalted
@@ -7,7 +8,7 @@ SHA-256 is enough: the hash cannot be brute-forced and lookups stay one indexed 
 Traps: the plain token is shown once by ``python -m app token create`` and never stored.
 Token lookups are cached in Redis for ``RECON_TOKEN_CACHE_SECONDS`` keyed by the hash, so a
 revocation takes effect after at most that long unless the cache entry is deleted
-(``token revoke`` deletes it).
+(``token revoke`` and ``DELETE /api/v1/tokens/{id}`` delete it).
 """
 
 from __future__ import annotations
@@ -22,15 +23,6 @@ import psycopg
 ROLES = ("viewer", "operator", "admin")
 ROLE_RANK = {role: rank for rank, role in enumerate(ROLES)}
 TOKEN_PREFIX = "rk_"
-
-
-class AuthError(Exception):
-    """Raised for a missing, unknown or revoked token (401) or a role too low (403)."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 @dataclass(frozen=True)

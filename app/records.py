@@ -134,11 +134,6 @@ def format_minor(amount_minor: int, currency: str) -> str:
     return f"{value:.{exponent}f} {currency}"
 
 
-def empty_records() -> pl.DataFrame:
-    """A record frame with no rows and the right schema."""
-    return pl.DataFrame(schema=RECORD_SCHEMA)
-
-
 class InvalidRecords(ValueError):
     """A frame handed to the engine does not follow :data:`RECORD_SCHEMA`."""
 

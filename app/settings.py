@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -85,7 +84,6 @@ class Settings(BaseSettings):
     worker_metrics_port: int | None = Field(default=None, ge=0, le=65535)
     worker_metrics_host: str = Field(default="127.0.0.1", description="bind address of the worker's "
                                      "/metrics; 0.0.0.0 where Prometheus scrapes pod IPs (Kubernetes)")
-    worker_concurrency: Literal[1] = 1
     fault_rate: float = Field(default=0.0, ge=0.0, le=1.0, description="Release drills only: share of API "
                               "requests answered 500 (see app/web/faults.py); 0 in production.")
 
@@ -129,10 +127,6 @@ class Settings(BaseSettings):
             host, _, port = item.strip().rpartition(":")
             out.append((host.strip("[]"), int(port)))
         return out
-
-    @property
-    def redis_configured(self) -> bool:
-        return bool(self.redis_sentinels or self.redis_url)
 
     def require_database_url(self) -> str:
         """The primary DSN, or :class:`SettingsError` naming the variable to set."""

@@ -22,7 +22,6 @@ import time
 from collections.abc import Iterator
 
 import psycopg
-from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from app.settings import Settings, redact_dsn
@@ -124,10 +123,6 @@ class Database:
                 conn.execute("SELECT 1")
         except psycopg.Error as exc:
             raise DatabaseUnavailable(f"PostgreSQL at {self._dsn_shown}: {exc}") from exc
-
-    @staticmethod
-    def dict_cursor(conn: psycopg.Connection) -> psycopg.Cursor:
-        return conn.cursor(row_factory=dict_row)
 
 
 def connect(settings: Settings, *, autocommit: bool = False) -> psycopg.Connection:

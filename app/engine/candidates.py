@@ -5,8 +5,8 @@ date as Int32 days since 1970-01-01, so date arithmetic stays integer arithmetic
 
 Two shapes of candidate search:
 
-* :func:`key_join` / :func:`text_key_join`: equality on a key column plus currency (the
-  reference rule).
+* :func:`text_key_join`: equality on a normalised key column plus currency (the reference
+  rule).
 * :func:`band_join`: no key; same currency, amount within a tolerance band and date within a
   window. The index side is sorted by ``amount * 2**K + day`` (K bits hold the day span), so one
   binary search finds, for one query record, the contiguous run of index records with exactly
@@ -147,32 +147,6 @@ def allowed_delta(left_amount: pl.Expr, right_amount: pl.Expr) -> pl.Expr:
     return pl.max_horizontal(pl.col("tol_abs"), relative)
 
 
-def key_join(
-    left: pl.DataFrame,
-    right: pl.DataFrame,
-    *,
-    on: list[str],
-    max_key_repeats: int | None = None,
-    carry: tuple[str, ...] = ("amount", "d"),
-) -> pl.LazyFrame:
-    """Inner join on `on` + currency; null keys never join. Returns (lazily, so the caller can
-    fuse its next steps into the same query) id, id_r, currency and the `carry` columns of both
-    sides (right ones suffixed ``_r``).
-
-    Joins on a 64-bit hash of the key over narrow frames (joining wide frames on strings is
-    several times slower), then requires the same currency and a second, independently seeded
-    hash of the key to agree, so a false pair needs a 128-bit collision. Keys occurring more than `max_key_repeats` times on either side
-    are dropped first, so a non-identifying key ("SALARY") cannot turn the join quadratic.
-    """
-    key = pl.struct(on) if len(on) > 1 else pl.col(on[0])
-    hashes = [key.hash(seed=_SEED_1).alias("_h"), key.hash(seed=_SEED_2).alias("_h2")]
-    narrowed = [
-        _without_crowded(frame.drop_nulls(on).select("id", *carry, "currency", *hashes), max_key_repeats)
-        for frame in (left, right)
-    ]
-    return _hash_join(*narrowed)
-
-
 def text_key_join(
     left: pl.DataFrame,
     right: pl.DataFrame,
@@ -182,14 +156,20 @@ def text_key_join(
     max_key_repeats: int | None = None,
     carry: tuple[str, ...] = ("amount", "d"),
 ) -> pl.LazyFrame:
-    """:func:`key_join` on ``normalise_text(column, mode)``, with the same result, but the key is
-    computed, hashed and narrowed in one query per side, both sides collected together, and never
-    materialised as a column of the working frames. Null and empty keys never join.
+    """Inner join on ``normalise_text(column, mode)`` + currency; null and empty keys never join.
 
-    For "alnum", dashes and spaces are removed with literal replaces; the Unicode regex runs only
-    if anything else is left (one cheap scan tells), as in :func:`normalise_series`. Used by the
-    reference rule; on a million references a side it is about twice as fast as normalising the
-    column and calling :func:`key_join`.
+    Returns (lazily, so the caller can fuse its next steps into the same query) id, id_r,
+    currency and the `carry` columns of both sides (right ones suffixed ``_r``). The key is
+    computed, hashed and narrowed in one query per side, both sides collected together, and
+    never materialised as a column of the working frames: on a million references a side that
+    is about twice as fast as normalising the column first. For "alnum", dashes and spaces are
+    removed with literal replaces; the Unicode regex runs only if anything else is left (one
+    cheap scan tells), as in :func:`normalise_series`.
+
+    The join is on a 64-bit hash of the key over narrow frames (joining wide frames on strings
+    is several times slower); a second, independently seeded hash must agree too, so a false
+    pair needs a 128-bit collision. Keys occurring more than `max_key_repeats` times on either
+    side are dropped first, so a non-identifying key ("SALARY") cannot turn the join quadratic.
     """
     def narrow(frame: pl.DataFrame, key: pl.Expr) -> pl.LazyFrame:
         return (

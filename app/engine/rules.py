@@ -33,9 +33,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from app.records import CURRENCY_EXPONENTS
 
-TEXT_FIELDS = ("reference", "counterparty", "description")
-GROUP_FIELDS = ("reference", "counterparty", "description", "booking_date", "value_date")
-
 
 class Tolerance(BaseModel):
     """Accepted amount difference: ``max(absolute_minor, floor(relative * max(|l|, |r|)))``.
