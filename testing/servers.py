@@ -159,7 +159,7 @@ class PostgresServer:
         # and this call would never return (hence the timeout as a backstop).
         return subprocess.run(argv, capture_output=True, text=True, check=False, cwd=self.root, timeout=120)
 
-    def start(self) -> "PostgresServer":
+    def start(self) -> PostgresServer:
         if not (PG_BIN / "initdb").exists():
             raise ServerStartError(f"PostgreSQL binaries not found in {PG_BIN} (set RECON_PG_BIN)")
         _mark_owner(self.root)
@@ -208,7 +208,7 @@ class RedisServer:
     def log(self) -> Path:
         return self.root / "redis.log"
 
-    def start(self) -> "RedisServer":
+    def start(self) -> RedisServer:
         argv = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                 "--dir", str(self.root), "--logfile", str(self.log), "--daemonize", "no"]
         if self.replica_of:
@@ -222,7 +222,7 @@ class RedisServer:
         _stop(self.proc, self.root)
 
 
-def _stop(proc: "subprocess.Popen[bytes] | None", root: Path) -> None:
+def _stop(proc: subprocess.Popen[bytes] | None, root: Path) -> None:
     """Terminate a throwaway server (kill after 5 s) and remove its directory."""
     if proc and proc.poll() is None:
         proc.terminate()
@@ -249,7 +249,7 @@ class SentinelServer:
     def log(self) -> Path:
         return self.root / "sentinel.log"
 
-    def start(self) -> "SentinelServer":
+    def start(self) -> SentinelServer:
         conf = self.root / "sentinel.conf"
         conf.write_text(
             f"port {self.port}\nbind 127.0.0.1\ndir {self.root}\nlogfile {self.log}\n"
@@ -277,7 +277,7 @@ class ThrowawayStack:
     replica: RedisServer | None = None
     sentinel: SentinelServer | None = None
 
-    def start(self) -> "ThrowawayStack":
+    def start(self) -> ThrowawayStack:
         reap_orphans()
         try:
             self.pg = PostgresServer().start()

@@ -18,12 +18,18 @@ date to its target; a split payment with a member outside that set is not found 
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import polars as pl
 
 from app.engine.assignment import assign_hyperedges, rank
-from app.engine.candidates import EXPLODE, allowed_delta, band_join, day_window_join, normalise_text
+from app.engine.candidates import (
+    EXPLODE,
+    allowed_delta,
+    band_join,
+    day_window_join,
+    normalise_text,
+)
 from app.engine.result import GROUPS_SCHEMA
 from app.engine.rules import GroupRule, SubsetSumRule
 from app.engine.scoring import closeness, criteria_code, criteria_table

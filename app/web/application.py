@@ -19,8 +19,8 @@ from app import metrics
 from app.cache import CacheUnavailable
 from app.db import DatabaseUnavailable
 from app.settings import Settings, get_settings
-from app.web.routes import register as register_routes
 from app.web.middleware import ObservabilityMiddleware
+from app.web.routes import register as register_routes
 from app.web.services import Services, build_services
 
 log = logging.getLogger(__name__)
