@@ -1,7 +1,7 @@
 """Prometheus metrics: HTTP (names the alerts use) and business metrics (names the dashboards use).
 
-HTTP metrics are labelled with the *route template* (``/reconciliations/{recon_id}``), never
-the raw URL, so a scan of random paths cannot explode the series count: unmatched paths are
+HTTP metrics are labelled with the *route template* (``/api/v1/reconciliations/{recon_id}``),
+never the raw URL, so a scan of random paths cannot explode the series count: unmatched paths are
 labelled ``<unmatched>``.
 
 Each process (web replica, worker) keeps its own registry and is scraped on its own;

@@ -5,8 +5,9 @@ Code never reads the environment in the middle of logic: :func:`get_settings` bu
 
 Traps:
 
-* Secrets (``REDIS_PASSWORD`` and any password inside the database DSNs) are ``SecretStr``
-  and never appear in ``repr()`` or logs; use :meth:`Settings.redacted` to show settings.
+* Secrets (``REDIS_PASSWORD``, ``REDIS_SENTINEL_PASSWORD``, ``REDIS_URL`` and the database
+  DSNs) are ``SecretStr`` and never appear in ``repr()`` or logs; use
+  :meth:`Settings.redacted` to show settings (URLs keep all but their password).
 * ``REDIS_SENTINELS`` and ``REDIS_URL`` are alternatives. When both are set, Sentinel wins
   (it follows a failover; a plain URL does not).
 """

@@ -18,7 +18,8 @@ was taken over meanwhile, that update matches nothing and the whole transaction 
 two workers can never both store results for one job.
 
 Trap: a handler must be idempotent up to its final fenced commit (it can be started again
-after a crash); write durable effects only inside :meth:`JobContext.finish`'s transaction.
+after a crash); write durable effects only inside the transaction handed to
+:meth:`app.jobs.worker.JobContext.finish`.
 """
 
 from __future__ import annotations
