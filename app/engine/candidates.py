@@ -288,21 +288,10 @@ def _band_one_currency(
       giving exactly the records of that day with amount in the band. Used for wide bands
       (relative tolerances), where enumerating amounts would be hopeless.
     """
-    empty = pl.DataFrame(schema={"q_id": pl.Int64, "i_id": pl.Int64})
     day_min = min(q.get_column("d").min(), ix.get_column("d").min()) - window - 1  # type: ignore[operator]
     day_max = max(q.get_column("d").max(), ix.get_column("d").max()) + window + 1  # type: ignore[operator]
     day_bits = int(day_max - day_min).bit_length()
-
-    numerator, denominator, absolute = tol["tol_num"], tol["tol_den"], tol["tol_abs"]
-    if numerator:
-        # a band around the query amount wide enough for allowed(l, r) on max(|l|, |r|)
-        band = pl.max_horizontal(
-            pl.lit(absolute),
-            floor_mul_div(pl.col("amount").abs(), pl.lit(numerator), pl.lit(denominator - numerator)) + 1,
-        )
-    else:
-        band = pl.lit(absolute, dtype=pl.Int64)
-    q = q.with_columns(band=band.cast(pl.Int64), dd=(pl.col("d") - day_min).cast(pl.Int64))
+    q = q.with_columns(band=_band(tol).cast(pl.Int64), dd=(pl.col("d") - day_min).cast(pl.Int64))
     ix = ix.with_columns(dd=(pl.col("d") - day_min).cast(pl.Int64))
     max_band = int(q.get_column("band").max() or 0)
     amount_major = 2 * max_band + 1 <= 2 * window + 1 and max_band <= _MAX_ENUMERATED_TOLERANCE
@@ -310,43 +299,82 @@ def _band_one_currency(
     # records too large for the composite key are matched on exact amount by a plain join
     limit = (1 << (61 - day_bits)) if amount_major else (1 << (_AMOUNT_BITS - 1))
     too_big_q = pl.col("amount").abs() + pl.col("band") >= limit
-    big_q, q = q.filter(too_big_q), q.filter(~too_big_q)
-    big_ix = ix.filter(pl.col("amount").abs() >= limit)
-    ix = ix.filter(pl.col("amount").abs() < limit)
-    extra = (
+    extra = _exact_amount_pairs(q.filter(too_big_q), ix.filter(pl.col("amount").abs() >= limit), window)
+    q, ix = q.filter(~too_big_q), ix.filter(pl.col("amount").abs() < limit)
+    if amount_major:
+        ix = ix.sort("amount", "dd", "id")
+        ranges = _amount_major_ranges(q, ix, max_band, window, day_bits)
+    else:
+        ix = ix.sort("dd", "amount", "id")
+        ranges = _day_major_ranges(q, ix, window)
+    if not ranges:
+        empty = pl.DataFrame(schema={"q_id": pl.Int64, "i_id": pl.Int64})
+        return (extra if extra.height else empty), pl.Series("id", [], pl.Int64)
+    spans, skipped = _spans(ranges, max_candidates, overflow)
+    pairs = _expand(spans, q, ix, max_candidates, overflow)
+    if extra.height:
+        pairs = pl.concat([pairs, extra])
+    return pairs, skipped.rename("id")
+
+
+def _band(tol: dict) -> pl.Expr:
+    """Per query record, the amount band to search: wide enough for ``allowed(l, r)``, which
+    depends on ``max(|l|, |r|)``, hence the generous ``num / (den - num)`` for relative ones."""
+    numerator, denominator, absolute = tol["tol_num"], tol["tol_den"], tol["tol_abs"]
+    if numerator:
+        return pl.max_horizontal(
+            pl.lit(absolute),
+            floor_mul_div(pl.col("amount").abs(), pl.lit(numerator), pl.lit(denominator - numerator)) + 1,
+        )
+    return pl.lit(absolute, dtype=pl.Int64)
+
+
+def _exact_amount_pairs(big_q: pl.DataFrame, big_ix: pl.DataFrame, window: int) -> pl.DataFrame:
+    """Pairs of records too large for the composite key: equal amount, day within the window."""
+    return (
         big_q.join(big_ix, on="amount", suffix="_i")
         .filter((pl.col("d") - pl.col("d_i")).abs() <= window)
         .select(pl.col("id").alias("q_id"), pl.col("id_i").alias("i_id"))
     )
 
-    ranges: list[pl.DataFrame] = []
-    if amount_major:
-        shift = 1 << day_bits
-        ix = ix.sort("amount", "dd", "id")
-        index_key = ix.get_column("amount") * shift + ix.get_column("dd")
-        for offset in range(-max_band, max_band + 1):
-            part = q.filter(pl.col("band") >= abs(offset)) if offset else q
-            if part.height == 0:
-                continue
-            centre = (part.get_column("amount") + offset) * shift + part.get_column("dd")
-            lo = index_key.search_sorted(centre - window, side="left")
-            hi = index_key.search_sorted(centre + window, side="right")
-            mid = index_key.search_sorted(centre, side="left")
-            ranges.append(pl.DataFrame({"q_id": part.get_column("id"), "lo": lo, "hi": hi, "mid": mid}))
-    else:
-        shift = 1 << _AMOUNT_BITS
-        bias = 1 << (_AMOUNT_BITS - 1)
-        ix = ix.sort("dd", "amount", "id")
-        index_key = ix.get_column("dd") * shift + (ix.get_column("amount") + bias)
-        amount, qband = q.get_column("amount"), q.get_column("band")
-        for offset in range(-window, window + 1):
-            day = (q.get_column("dd") + offset) * shift
-            lo = index_key.search_sorted(day + (amount - qband + bias).clip(0, shift - 1), side="left")
-            hi = index_key.search_sorted(day + (amount + qband + bias).clip(0, shift - 1), side="right")
-            mid = index_key.search_sorted(day + (amount + bias).clip(0, shift - 1), side="left")
-            ranges.append(pl.DataFrame({"q_id": q.get_column("id"), "lo": lo, "hi": hi, "mid": mid}))
-    if not ranges:
-        return (extra if extra.height else empty), pl.Series("id", [], pl.Int64)
+
+def _amount_major_ranges(
+    q: pl.DataFrame, ix: pl.DataFrame, max_band: int, window: int, day_bits: int
+) -> list[pl.DataFrame]:
+    """Index ranges (lo, hi, mid) per query and amount offset; `ix` sorted by amount, dd, id."""
+    ranges = []
+    shift = 1 << day_bits
+    index_key = ix.get_column("amount") * shift + ix.get_column("dd")
+    for offset in range(-max_band, max_band + 1):
+        part = q.filter(pl.col("band") >= abs(offset)) if offset else q
+        if part.height == 0:
+            continue
+        centre = (part.get_column("amount") + offset) * shift + part.get_column("dd")
+        lo = index_key.search_sorted(centre - window, side="left")
+        hi = index_key.search_sorted(centre + window, side="right")
+        mid = index_key.search_sorted(centre, side="left")
+        ranges.append(pl.DataFrame({"q_id": part.get_column("id"), "lo": lo, "hi": hi, "mid": mid}))
+    return ranges
+
+
+def _day_major_ranges(q: pl.DataFrame, ix: pl.DataFrame, window: int) -> list[pl.DataFrame]:
+    """Index ranges (lo, hi, mid) per query and day offset; `ix` sorted by dd, amount, id."""
+    ranges = []
+    shift = 1 << _AMOUNT_BITS
+    bias = 1 << (_AMOUNT_BITS - 1)
+    index_key = ix.get_column("dd") * shift + (ix.get_column("amount") + bias)
+    amount, qband = q.get_column("amount"), q.get_column("band")
+    for offset in range(-window, window + 1):
+        day = (q.get_column("dd") + offset) * shift
+        lo = index_key.search_sorted(day + (amount - qband + bias).clip(0, shift - 1), side="left")
+        hi = index_key.search_sorted(day + (amount + qband + bias).clip(0, shift - 1), side="right")
+        mid = index_key.search_sorted(day + (amount + bias).clip(0, shift - 1), side="left")
+        ranges.append(pl.DataFrame({"q_id": q.get_column("id"), "lo": lo, "hi": hi, "mid": mid}))
+    return ranges
+
+
+def _spans(ranges: list[pl.DataFrame], max_candidates: int, overflow: str) -> tuple[pl.DataFrame, pl.Series]:
+    """Non-empty ranges, and the overflow policy applied: crowded queries skipped or clipped."""
     spans = (
         pl.concat(ranges)
         .with_columns(pl.col("lo").cast(pl.Int64), pl.col("hi").cast(pl.Int64), pl.col("mid").cast(pl.Int64))
@@ -356,15 +384,18 @@ def _band_one_currency(
     crowded = pl.col("total") > max_candidates
     if overflow == "skip":
         skipped = spans.filter(crowded).get_column("q_id").unique().sort()
-        spans = spans.filter(~crowded)
-    else:
-        # each range is sorted by closeness along its own axis around `mid`: clip it to the
-        # max_candidates positions either side, expand, then keep the closest overall
-        skipped = pl.Series("q_id", [], pl.Int64)
-        spans = spans.with_columns(
-            lo=pl.when(crowded).then(pl.max_horizontal("lo", pl.col("mid") - max_candidates)).otherwise("lo"),
-            hi=pl.when(crowded).then(pl.min_horizontal("hi", pl.col("mid") + max_candidates)).otherwise("hi"),
-        )
+        return spans.filter(~crowded), skipped
+    # each range is sorted by closeness along its own axis around `mid`: clip it to the
+    # max_candidates positions either side, expand, then keep the closest overall
+    spans = spans.with_columns(
+        lo=pl.when(crowded).then(pl.max_horizontal("lo", pl.col("mid") - max_candidates)).otherwise("lo"),
+        hi=pl.when(crowded).then(pl.min_horizontal("hi", pl.col("mid") + max_candidates)).otherwise("hi"),
+    )
+    return spans, pl.Series("q_id", [], pl.Int64)
+
+
+def _expand(spans: pl.DataFrame, q: pl.DataFrame, ix: pl.DataFrame, max_candidates: int, overflow: str) -> pl.DataFrame:
+    """(q_id, i_id) for every index position in the spans; "nearest" keeps the closest per query."""
     exploded = spans.select("q_id", pl.int_ranges("lo", "hi").alias("pos")).explode("pos", **EXPLODE)
     pairs = exploded.select("q_id", i_id=ix.get_column("id").gather(exploded.get_column("pos")))
     if overflow == "nearest" and pairs.height:
@@ -378,9 +409,7 @@ def _band_one_currency(
             .filter(pl.int_range(pl.len()).over("q_id") < max_candidates)
             .select("q_id", "i_id")
         )
-    if extra.height:
-        pairs = pl.concat([pairs, extra])
-    return pairs, skipped.rename("id")
+    return pairs
 
 
 def day_window_join(
