@@ -5,6 +5,11 @@ Why not a camt library from PyPI: the ones there are either unmaintained or very
 source line numbers for every element (our problems need them) and parses safely with entity
 expansion and network access switched off.
 
+Traps: a DOCTYPE or entity declaration is refused (:mod:`app.importers.doctype`): with entity
+resolution off, lxml silently drops an entity and the text around it. Syntax errors come from the
+parser's own error log, never ``XMLSyntaxError.error_log``: that one is lxml's per-thread log and
+carries earlier uploads' errors on the same worker thread.
+
 Namespace handling: the document's own default namespace is read from the root and must be a
 ``camt.053.001.NN`` URN (camt.052/054 are refused by name); no version is hard-coded, and a
 document without a namespace is read the same way.
@@ -33,6 +38,7 @@ from decimal import Decimal, InvalidOperation
 import polars as pl
 
 from app.importers import ImportOptions, ImportRejected, ImportResult, Problem, StatementBalance, content_sha256
+from app.importers import doctype
 from app.records import CURRENCY_EXPONENTS, RECORD_SCHEMA, format_minor, to_minor
 
 _NAMESPACE = re.compile(r"^urn:iso:std:iso:20022:tech:xsd:(camt\.\d{3})\.\d{3}\.\d{2}$")
@@ -100,14 +106,21 @@ def _name(doc: _Doc, element, party: str) -> str | None:  # noqa: ANN001
 def parse(data: bytes, *, filename: str, side: str, options: ImportOptions) -> ImportResult:
     from lxml import etree
 
-    parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False, remove_comments=True)
+    doctype.refuse(data, filename)
+    # A parser per upload, and its own error log: XMLSyntaxError.error_log is lxml's per-thread
+    # log, which keeps the errors of every earlier upload on the same worker thread.
+    parser = etree.XMLParser(resolve_entities=False, load_dtd=False, no_network=True, huge_tree=False,
+                             remove_comments=True)
     try:
         root = etree.fromstring(data, parser=parser)
     except etree.XMLSyntaxError as exc:
-        problems = [Problem(entry.line, None, entry.message) for entry in exc.error_log] or [
-            Problem(exc.lineno, None, str(exc))
+        problems = [Problem(entry.line, None, entry.message) for entry in parser.error_log] or [
+            Problem(exc.lineno, None, exc.msg)
         ]
         raise ImportRejected(filename, problems) from exc
+    docinfo = root.getroottree().docinfo
+    if docinfo.internalDTD is not None or docinfo.doctype:  # an encoding doctype.refuse cannot read
+        raise ImportRejected(filename, [Problem(1, "DOCTYPE", doctype.REASON.format(kind="DOCTYPE"))])
     namespace = etree.QName(root).namespace
     if namespace is not None:
         match = _NAMESPACE.match(namespace)
