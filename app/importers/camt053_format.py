@@ -86,7 +86,10 @@ def _amount(doc: _Doc, element, where: str, line: int | None, problems: list[Pro
     try:
         value = Decimal(amount.text.strip())
         minor = to_minor(value, currency)
-    except (InvalidOperation, ValueError) as exc:
+    except InvalidOperation:
+        problems.append(Problem(amount.sourceline, f"{where}/Amt", f"amount {amount.text.strip()!r} is not a number"))
+        return None
+    except ValueError as exc:  # to_minor: more decimals than the currency has
         problems.append(Problem(amount.sourceline, f"{where}/Amt", f"bad amount {amount.text.strip()!r}: {exc}"))
         return None
     if value < 0:

@@ -54,7 +54,8 @@ def parse(data: bytes, *, filename: str, side: str, options: ImportOptions) -> I
     try:
         workbook = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except (zipfile.BadZipFile, InvalidFileException, KeyError, ValueError, OSError) as exc:
-        raise ImportRejected(filename, [Problem(None, None, f"not a readable XLSX workbook: {exc}")]) from exc
+        reason = "not a readable XLSX workbook (its ZIP container or parts are damaged); save it again from the spreadsheet program"
+        raise ImportRejected(filename, [Problem(None, None, reason)]) from exc
     try:
         names = workbook.sheetnames
         if options.sheet is not None and options.sheet not in names:

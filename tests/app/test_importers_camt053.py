@@ -131,3 +131,10 @@ def test_doctype_in_an_encoding_the_byte_scan_cannot_read_is_refused_after_parsi
     with pytest.raises(ImportRejected) as info:
         parse(text.encode("utf-32"), filename="s.xml", side="left", options=ImportOptions(format="camt053"))
     assert [(p.line, p.column) for p in info.value.problems] == [(1, "DOCTYPE")]
+
+
+def test_an_amount_that_is_not_a_number_is_said_in_our_words() -> None:
+    with pytest.raises(ImportRejected) as info:
+        parse(DATA.replace(b'<Amt Ccy="EUR">500.00</Amt>', b'<Amt Ccy="EUR">5x0.00</Amt>'), filename="s.xml", side="left")
+    assert_told_in_our_words(info.value)
+    assert [p.reason for p in info.value.problems] == ["amount '5x0.00' is not a number"]

@@ -9,6 +9,7 @@ import pytest
 from openpyxl import Workbook
 
 from app.importers import ImportOptions, ImportRejected, parse
+from tests.app.test_importers_errors import assert_told_in_our_words
 from app.records import RECORD_SCHEMA
 
 
@@ -87,5 +88,7 @@ def test_every_bad_cell_is_listed() -> None:
     ids=["truncated", "zeros"],
 )
 def test_broken_workbook_is_rejected(data: bytes) -> None:
-    with pytest.raises(ImportRejected, match="not a readable XLSX workbook"):
+    with pytest.raises(ImportRejected, match="not a readable XLSX workbook") as info:
         parse(data, filename="broken.xlsx", side="left")
+    assert_told_in_our_words(info.value)
+    assert "File is not a zip file" not in info.value.problems[0].reason  # openpyxl's words
