@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from infra.layout import Layout
-from infra.services import PG_PRIMARY
 
 
 @dataclass(frozen=True)
@@ -86,6 +85,8 @@ def secret_files(spec, layout: Layout, secrets: dict) -> dict[str, str]:
     if spec.backup.cipher_type != "none":
         key = secrets["backup_cipher"].get_secret_value()
         out[f"{paths.include}/cipher.conf"] = f"[global]\nrepo1-cipher-pass={key}\nrepo2-cipher-pass={key}\n"
-    port = layout.bind(PG_PRIMARY).port
-    out[paths.pgpass] = f"{paths.socket}:{port}:*:postgres:{secrets['postgres_superuser'].get_secret_value()}\n"
+    # a line per node: the primary role moves at failover, and pgBackRest follows it
+    password = secrets["postgres_superuser"].get_secret_value()
+    out[paths.pgpass] = "".join(f"{paths.socket}:{layout.bind(node).port}:*:postgres:{password}\n"
+                                for node in layout.postgres_nodes())
     return out

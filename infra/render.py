@@ -45,6 +45,9 @@ class RenderContext:
     tls_key: str = "/etc/recon/tls/server.key"
     archive_command: str | None = None
     """PostgreSQL archive_command; None turns WAL archiving off."""
+    postgres_primary: str = PG_PRIMARY
+    """The PostgreSQL node that holds the primary role now (after a failover, a former replica):
+    pgBackRest backs up and archives from it."""
 
 
 @functools.lru_cache(maxsize=1)

@@ -209,7 +209,7 @@ CATALOGUE: tuple[Service, ...] = (
     Service("postgres-exporter", kind="exporter", members=_stateless("postgres-exporter"), stage=3,
             package="prometheus-postgres-exporter", binary="prometheus-postgres-exporter",
             argv=("{bin}", "--web.listen-address={listen}", "--auto-discover-databases"),
-            env=(("DATA_SOURCE_URI", "{endpoint:postgres-primary}/postgres?sslmode=disable"),
+            env=(("DATA_SOURCE_URI", "{primary_endpoint}/postgres?sslmode=disable"),
                  ("DATA_SOURCE_USER", "exporter"), ("DATA_SOURCE_PASS_FILE", "{secret:exporter-password}")),
             health="exporter", ports=(PortDef("main", "exporters.postgres_port"),), scrape="postgres",
             connects_to=(Connection(PG_PRIMARY, secret="postgres_exporter"),)),
@@ -379,6 +379,8 @@ class Fill:
     python: str = "python3"
     app_env: Callable[[str], dict[str, str]] = field(default=lambda member: {})
     """The service's environment for a backend or worker member (its slot's version)."""
+    primary: str = PG_PRIMARY
+    """The PostgreSQL node holding the primary role now (``{primary_endpoint}``)."""
 
 
 def command(s: Service, member: str, fill: Fill) -> list[str]:
@@ -426,6 +428,8 @@ def _fill(text: str, s: Service, member: str, fill: Fill) -> str:
             out.append(lay.conf(arg))
         elif kind == "endpoint":
             out.append(str(lay.endpoint(arg)))
+        elif kind == "primary_endpoint":
+            out.append(str(lay.endpoint(fill.primary)))
         elif kind == "secret":
             out.append(lay.secret(arg))
         elif kind == "short":

@@ -166,25 +166,56 @@ def scram_matches(verifier: str | None, password: str) -> bool:
     return hmac.compare_digest(hashlib.sha256(client_key).digest(), base64.b64decode(stored_key))
 
 
-def clone_replica(spec: StackSpec, layout: LocalLayout, proc: str, who: RunAs) -> bool:
+def clone_replica(spec: StackSpec, layout: LocalLayout, proc: str, who: RunAs, secrets: dict,
+                  primary: str = PG_PRIMARY) -> bool:
+    """Clone ``proc`` from the node holding the primary role, streaming from its own slot there.
+
+    ``-R`` writes standby.signal and a primary_conninfo naming that node into the clone's
+    postgresql.auto.conf (which outranks the rendered config), so a replica cloned after a
+    failover follows the promoted node. Recovery targets a point-in-time restore may have left
+    on the primary are stripped from the clone: a replica must never stop replaying and promote."""
     data = Path(layout.data(proc))
     if (data / "PG_VERSION").exists():
         return False
     if data.exists():
         shutil.rmtree(data)
     slot = replica_slot(proc)
-    primary = layout.endpoint(PG_PRIMARY)
+    with superuser_conn(spec, layout, secrets, proc=primary) as conn:
+        conn.execute("SELECT pg_create_physical_replication_slot(%s) WHERE NOT EXISTS "
+                     "(SELECT 1 FROM pg_replication_slots WHERE slot_name = %s)", (slot, slot))
     env = {"PGPASSFILE": str(layout.root / "secrets" / "pgpass"), "PATH": "/usr/bin:/bin"}
     try:
-        run([binary("pg_basebackup"), "-h", primary.host, "-p", str(primary.port),
-             "-U", spec.postgres.replication_user, "-D", str(data), "-X", "stream",
-             "-S", slot, "--checkpoint=fast", "--no-password"], who, f"pg_basebackup for {proc}", env=env)
+        run(basebackup_argv(spec, layout, proc, primary, str(data)), who, f"pg_basebackup for {proc}", env=env)
     except BootstrapError:
         shutil.rmtree(data, ignore_errors=True)
         raise
-    (data / "standby.signal").touch()
-    who.chown(data / "standby.signal")
+    strip_recovery_targets(data / "postgresql.auto.conf")
     return True
+
+
+def basebackup_argv(spec: StackSpec, layout: LocalLayout, proc: str, primary: str, data: str) -> list[str]:
+    """pg_basebackup of ``primary`` into ``data`` for replica ``proc``: its own slot, ``-R`` (standby.signal
+    and a primary_conninfo in postgresql.auto.conf naming ``primary``, with ``proc`` as application_name)."""
+    source = layout.endpoint(primary)
+    conninfo = (f"host={source.host} port={source.port} user={spec.postgres.replication_user} "
+                f"application_name={proc}")
+    return [binary("pg_basebackup"), "-d", conninfo, "-D", data, "-X", "stream", "-S", replica_slot(proc),
+            "-R", "--checkpoint=fast", "--no-password"]
+
+
+RECOVERY_TARGET = ("recovery_target", "restore_command")
+
+
+def strip_recovery_targets(auto_conf: Path) -> bool:
+    """Remove recovery_target* and restore_command lines; True when something was removed."""
+    if not auto_conf.exists():
+        return False
+    lines = auto_conf.read_text().splitlines(keepends=True)
+    kept = [ln for ln in lines if not ln.lstrip().startswith(RECOVERY_TARGET)]
+    if kept != lines:
+        auto_conf.write_text("".join(kept))
+        return True
+    return False
 
 
 def sync_working_config(rendered: Path, working: Path, who: RunAs) -> bool:

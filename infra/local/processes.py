@@ -92,13 +92,15 @@ def run_app(spec: StackSpec, layout: LocalLayout, *args: str, slot: str | None =
                           capture_output=capture, timeout=timeout)
 
 
-def plan(spec: StackSpec, layout: LocalLayout, slots: list[str] | None = None) -> list[Process]:
+def plan(spec: StackSpec, layout: LocalLayout, slots: list[str] | None = None,
+         primary: str = PG_PRIMARY) -> list[Process]:
     """Every process of the local stack, in start order.
 
-    ``slots``: backend slots to run (default: the ones serving traffic).
+    ``slots``: backend slots to run (default: the ones serving traffic); ``primary``: the
+    PostgreSQL node holding the primary role (the exporter watches it).
     """
     wanted = slots or layout.serving_slots()
-    fill = services.Fill(layout, python=sys.executable,
+    fill = services.Fill(layout, python=sys.executable, primary=primary,
                          app_env=lambda member: app_env(spec, layout, _slot_of(spec, member)))
     procs: list[Process] = []
     for svc, m in services.members(spec, "local"):

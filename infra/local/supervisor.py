@@ -59,8 +59,9 @@ class Supervisor:
         raise SupervisorError(f"supervisord did not answer on {self.sock} within {timeout:.0f}s; "
                               f"see {self.layout.log('supervisord.log')}")
 
-    def reread(self) -> None:
-        """Load a changed config: add new programs, drop removed ones (stopping them)."""
+    def reread(self) -> list[str]:
+        """Load a changed config: add new programs, drop removed ones (stopping them); a changed
+        program is stopped and re-added stopped. Returns the changed programs' names."""
         added, changed, removed = self.rpc.reloadConfig()[0]
         for name in removed:
             try:
@@ -77,6 +78,7 @@ class Supervisor:
             self.rpc.addProcessGroup(name)
         for name in added:
             self.rpc.addProcessGroup(name)
+        return list(changed)
 
     def info(self) -> dict[str, dict]:
         if not self.running():

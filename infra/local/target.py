@@ -101,10 +101,20 @@ class LocalTarget:
         """The service's environment for ``slot`` (default: the active one); no secret in it."""
         return app_env(self.spec, self.layout, slot or self.spec.backend.active_slot)
 
+    @property
+    def service_user(self) -> str | None:
+        """The OS user the services run as (None: whoever runs fab)."""
+        return service_identity(create=False).user
+
+    def redis_auth(self, consumer: str) -> dict[str, str]:
+        """Keyword arguments for a redis client acting as ``consumer`` (app, sentinel, ...)."""
+        return {}
+
     def render_context(self) -> RenderContext:
         return RenderContext(tls_cert=str(self.root / "tls" / "server.crt"),
                              tls_key=str(self.root / "tls" / "server.key"),
-                             archive_command=self._archive_command())
+                             archive_command=self._archive_command(),
+                             postgres_primary=self.release.postgres.primary)
 
     def _archive_command(self) -> str | None:
         if not self.spec.backup.enabled:
@@ -112,7 +122,8 @@ class LocalTarget:
         return archive_command(self.spec, self.layout)
 
     def processes(self) -> list[Process]:
-        procs = plan(self.spec, self.layout, slots=self.release.running_slots())
+        procs = plan(self.spec, self.layout, slots=self.release.running_slots(),
+                     primary=self.release.postgres.primary)
         roles = self.release.postgres
         procs = [p for p in procs if p.name not in roles.fenced]
         for p in procs:  # after a failover the promoted node starts first
@@ -203,13 +214,14 @@ class LocalTarget:
 
     def _before_stage(self, stage: int, who: RunAs, secrets, result: UpResult,
                       not_running: list[Process]) -> None:
-        if stage == 0 and bootstrap.init_primary(self.layout, secrets, who):
+        primary = self.release.postgres.primary
+        if stage == 0 and primary == PG_PRIMARY and bootstrap.init_primary(self.layout, secrets, who):
             self.say("initialised the PostgreSQL primary (initdb)")
             result.bootstrapped.append(PG_PRIMARY)
-        if stage == 1:
-            for proc in self.layout.postgres_replicas():
-                if bootstrap.clone_replica(self.spec, self.layout, proc, who):
-                    self.say(f"cloned {proc} from the primary (pg_basebackup)")
+        if stage == 1:  # every node in the plan (not fenced) but the primary is a replica
+            for proc in [p.name for p in self.processes() if p.kind == "postgres" and p.name != primary]:
+                if bootstrap.clone_replica(self.spec, self.layout, proc, who, secrets, primary):
+                    self.say(f"cloned {proc} from {primary} (pg_basebackup)")
                     result.bootstrapped.append(proc)
         if any(p.kind in ("backend", "worker") for p in not_running):
             self._migrate()  # before any copy of the service starts on an old schema
@@ -231,29 +243,43 @@ class LocalTarget:
         self.say(f"migrations: {last}")
 
     def wait_healthy(self, procs: list[Process], secrets, timeout: float = 60) -> None:
+        """Return once every process is healthy as ``status`` judges it (:meth:`assess`): the
+        supervisor says RUNNING (past startsecs) and the real check passes. ``fab up`` returns only
+        when ``fab status`` would exit 0."""
         deadline = time.monotonic() + timeout
         pending = list(procs)
-        last: dict[str, Health] = {}
-        while pending:
+        while True:
+            info = self.supervisor.info()
             with ThreadPoolExecutor(max_workers=8) as pool:
-                checks = list(pool.map(lambda p: (p, self.check(p, secrets)), pending))
-            pending = []
-            for p, h in checks:
-                last[p.name] = h
-                if not h.ok:
-                    pending.append(p)
+                rows = list(pool.map(lambda p: (p, self.assess(p, info, secrets)), pending))
+            pending = [p for p, row in rows if not row.healthy]
             if not pending:
                 return
-            states = self.supervisor.info()
+            last = {p.name: row for p, row in rows}
             for p in pending:
-                st = states.get(p.name, {}).get("statename")
-                if st in ("FATAL", "EXITED", "BACKOFF", "STOPPED"):
-                    raise TargetError(f"{p.name} is {st}: {last[p.name].detail}\nlast lines of "
+                if last[p.name].state in ("FATAL", "EXITED", "BACKOFF", "STOPPED"):
+                    raise TargetError(f"{p.name} is {last[p.name].state}: {last[p.name].detail}\nlast lines of "
                                       f"{self.layout.log(p.name + '.log')}:\n{self.supervisor.tail(p.name)}")
             if time.monotonic() > deadline:
                 raise TargetError("not healthy after %ds: " % timeout + "; ".join(
-                    f"{p.name}: {last[p.name].detail}" for p in pending))
+                    f"{p.name}: {last[p.name].state}, {last[p.name].detail}" for p in pending))
             time.sleep(0.25)
+
+    def assess(self, p: Process, info: dict, secrets, now: float | None = None) -> ServiceStatus:
+        """The one definition of healthy, for ``fab up``, ``fab status``, the drills and the tests:
+        supervisord has the process RUNNING and its real health check passes."""
+        st = info.get(p.name)
+        if st is None:
+            return ServiceStatus(p.name, p.kind, "DOWN" if not info else "NOT_CONFIGURED",
+                                 None, p.port, False, "supervisord not running" if not info else
+                                 "not in the supervisor config; run fab up")
+        state = st["statename"]
+        if state != "RUNNING":
+            return ServiceStatus(p.name, p.kind, state, None, p.port, False,
+                                 st.get("spawnerr") or st.get("description") or state.lower())
+        h = self.check(p, secrets) if secrets else Health(False, "no secrets: run fab up")
+        return ServiceStatus(p.name, p.kind, state, st["pid"], p.port, h.ok, h.detail,
+                             int((now or time.time()) - st["start"]))
 
     # -- health --------------------------------------------------------------------------
     def check(self, p: Process, secrets) -> Health:
@@ -288,7 +314,25 @@ class LocalTarget:
             if repl.get("master_link_status") != "up":
                 return Health(False, f"replica, link to master {repl.get('master_link_status')}")
             return Health(True, f"replica of {repl['master_host']}:{repl['master_port']}")
+        named = self._sentinels_master()
+        if named is not None and named != (self.spec.host, p.port):
+            return Health(False, f"master, but the Sentinels name {named[0]}:{named[1]}: a stale master "
+                                 "awaiting demotion")
         return Health(True, f"master, {repl.get('connected_slaves', 0)} replica(s)")
+
+    def _sentinels_master(self) -> tuple[str, int] | None:
+        """The master the first answering Sentinel names (None: no Sentinels, or none answers)."""
+        for proc in self.layout.sentinels():
+            ep = self.layout.endpoint(proc)
+            try:
+                addr = redis.Redis(host=ep.host, port=ep.port, socket_timeout=1, decode_responses=True
+                                   ).execute_command("SENTINEL", "get-master-addr-by-name",
+                                                     self.spec.redis.sentinel.master_name)
+            except redis.RedisError:
+                continue
+            if addr:
+                return addr[0], int(addr[1])
+        return None
 
     def _check_sentinel(self, p: Process, secrets) -> Health:
         name = self.spec.redis.sentinel.master_name
@@ -334,26 +378,39 @@ class LocalTarget:
         now = time.time()
 
         def one(p: Process) -> ServiceStatus:
-            st = info.get(p.name)
-            if st is None:
-                return ServiceStatus(p.name, p.kind, "DOWN" if not info else "NOT_CONFIGURED",
-                                     None, p.port, False, "supervisord not running" if not info else
-                                     "not in the supervisor config; run fab up")
-            state = st["statename"]
-            if state != "RUNNING":
-                return ServiceStatus(p.name, p.kind, state, None, p.port, False,
-                                     st.get("spawnerr") or st.get("description") or state.lower())
-            h = self.check(p, secrets) if secrets else Health(False, "no secrets: run fab up")
-            return ServiceStatus(p.name, p.kind, state, st["pid"], p.port, h.ok, h.detail,
-                                 int(now - st["start"]))
+            return self.assess(p, info, secrets, now)
 
         with ThreadPoolExecutor(max_workers=8) as pool:
             rows = list(pool.map(one, procs))
         for u in unavailable(self.spec, "local"):
             rows.append(ServiceStatus(u.name, u.kind, "NOT_AVAILABLE", None, None, None,
                                       f"not available on the local target: {u.unavailable}"))
+        if self.spec.backup.enabled and secrets and info:
+            rows.append(self._archiving_row(secrets))
         rows.append(self._release_row())
         return rows
+
+    def _archiving_row(self, secrets) -> ServiceStatus:
+        """WAL archiving from the current primary: last archived segment, its age, failures.
+        Unhealthy when the latest attempt failed (archive_command keeps failing) or it cannot be read."""
+        primary = self.release.postgres.primary
+        try:
+            with bootstrap.superuser_conn(self.spec, self.layout, secrets, proc=primary) as conn:
+                row = conn.execute(
+                    "SELECT archived_count, last_archived_wal, EXTRACT(EPOCH FROM now() - last_archived_time), "
+                    "failed_count, last_failed_wal, last_failed_time > COALESCE(last_archived_time, '-infinity') "
+                    "FROM pg_stat_archiver").fetchone()
+        except Exception as exc:  # noqa: BLE001 - a status row reports, it never raises
+            return ServiceStatus("wal-archiving", "archiving", "UNKNOWN", None, None, False,
+                                 f"cannot read pg_stat_archiver on {primary}: {str(exc).splitlines()[0][:150]}")
+        archived, last_wal, age, failed, failed_wal, failing = row
+        detail = (f"from {primary}: last {last_wal or 'none yet'}"
+                  + (f" {float(age):.0f}s ago" if age is not None else "") + f", {archived} archived, {failed} failed")
+        if failing:
+            return ServiceStatus("wal-archiving", "archiving", "FAILING", None, None, False,
+                                 detail + f"; the latest attempt ({failed_wal}) failed: see "
+                                 f"{self.layout.log(primary + '.log')} and runbooks/postgres-failover.md")
+        return ServiceStatus("wal-archiving", "archiving", "OK", None, None, True, detail)
 
     def _release_row(self) -> ServiceStatus:
         """The release state as a status row (healthy None: information, not a check)."""

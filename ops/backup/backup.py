@@ -86,7 +86,7 @@ def run_backup(site: Site, tier: str, run: Run, offsite: bool = True) -> dict | 
     try:
         run.step("create the set directory", f"mkdir -p {set_dir}", lambda: ex.run(f"mkdir -p {q(set_dir)}"))
         if spec.backup.logical_export:
-            port = site.layout.bind("postgres-primary").port
+            port = site.layout.bind(site.pg_primary).port
             components["logical"] = {"file": run.step(
                 "logical export (pg_dump -Fc)", f"pg_dump --format=custom -d {spec.postgres.database} "
                 f"-f {set_dir}/logical.dump", lambda: logical.export(ex, paths, port, spec.postgres.database, set_dir)),

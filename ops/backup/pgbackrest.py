@@ -14,6 +14,7 @@ in ``<include>/pgpass`` under the socket directory's path, not under "localhost"
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from dataclasses import dataclass
 
@@ -23,6 +24,17 @@ from ops.errors import BackupError
 from ops.executors import CommandFailed, Executor, Result
 
 BACKUP_TYPES = ("full", "diff", "incr")
+WAL_FILE = re.compile(r"^[0-9A-F]{24}(-[0-9a-f]{40})?(\.\w+)?$")
+SEGMENTS_PER_LOG = 0x100  # 16 MiB segments: 256 per 4 GiB "log" file number
+
+
+def segment_number(name: str) -> int:
+    """Absolute position of a WAL segment, whatever its timeline: ``000000020000000100000003`` -> 259."""
+    return int(name[8:16], 16) * SEGMENTS_PER_LOG + int(name[16:24], 16)
+
+
+def wal_name(timeline: int, number: int) -> str:
+    return f"{timeline:08X}{number // SEGMENTS_PER_LOG:08X}{number % SEGMENTS_PER_LOG:08X}"
 
 
 @dataclass
@@ -107,15 +119,34 @@ class PgBackRest:
     def check(self) -> Result:
         return self.run("check", timeout=120, check=False)
 
-    def archive_window(self, repo: int = 1) -> tuple[float | None, float | None]:
-        """(oldest backup stop, newest archived WAL segment's mtime) in epoch seconds: the span
-        a ``--target-time`` restore can reach. Posix repositories only."""
-        stops = [b.stop for b in self.backups() if b.repo == repo]
+    def archive_segments(self, repo: int = 1) -> list[tuple[int, str, float]]:
+        """Archived WAL segments of ``repo``: (absolute segment number, file name, archived at),
+        oldest first, one entry per number (the newest timeline's). Posix repositories only."""
         arch = f"{self.paths.repo(repo)}/archive/{self.stanza}"
-        res = self.ex.run(f"find {shlex.quote(arch)} -type f -name '0*' -printf '%T@\\n' 2>/dev/null "
-                          "| sort -n | tail -1", timeout=60, check=False)
-        newest = float(res.stdout.strip()) if res.stdout.strip() else None
-        return (min(stops) if stops else None), newest
+        res = self.ex.run(f"find {shlex.quote(arch)} -type f -name '0*' -printf '%f %T@\\n' 2>/dev/null",
+                          timeout=60, check=False)
+        by_number: dict[int, tuple[str, float]] = {}
+        for line in res.stdout.split("\n"):
+            name, _, mtime = line.strip().partition(" ")
+            if not WAL_FILE.match(name):
+                continue  # .history, .partial, backup labels
+            number = segment_number(name)
+            if number not in by_number or name[:8] > by_number[number][0][:8]:
+                by_number[number] = (name, float(mtime))
+        return [(n, by_number[n][0], by_number[n][1]) for n in sorted(by_number)]
+
+    def wal_coverage(self, backup: BackupInfo) -> tuple[float, float, str | None]:
+        """(from, to, first missing segment) that WAL archived since ``backup`` lets a restore reach:
+        ``to`` is when the last segment before the first gap was archived (None: no gap)."""
+        start = segment_number(backup.wal_start) if backup.wal_start else None
+        segments = [s for s in self.archive_segments(backup.repo) if start is None or s[0] >= start]
+        covered_to, missing, expected = float(backup.stop), None, start
+        for number, _, mtime in segments:
+            if expected is not None and number != expected:
+                missing = wal_name(1, expected)[8:]
+                break
+            covered_to, expected = max(covered_to, mtime), number + 1
+        return float(backup.stop), covered_to, missing
 
     def restore_argv(self, pg_path: str, *, set_label: str | None, target_time: str | None,
                      repo: int, restore_cmd: str) -> str:

@@ -1,38 +1,52 @@
-"""``fab restore``: disaster recovery in the seed's order, never half-done.
+"""``fab restore``: disaster recovery in dependency order, never half-done.
 
-    preflight (nothing changes; any failure leaves the stack exactly as it was)
-      1 every host reachable          4 the target resolves: --backup ID exists and matches its
-      2 pgBackRest versions match       manifest; --target-time inside the recoverable window
-      3 the repository opens with     5 the chosen set's files match its manifest
-        the key (a wrong key stops here)
-    restore
-      6 stop the application (backends, workers)
-      7 if the primary still runs: switch WAL and wait until it is archived (pgbackrest check)
-      8 stop PostgreSQL
-      9 pgbackrest restore into <data>.restoring (the current data directory is untouched);
-        "unable to find backup set" is a failure
-     10 swap: current data -> <data>.pre-restore-<time>, restored -> <data>
-     11 start the primary; recovery replays WAL to the target and promotes; wait until it
-        accepts writes (the database RTO)
-        on failure: the previous data directory is put back and the stack restarted as it was
-     12 Redis: stop Sentinels and Redis, put the set's RDB/AOF in place, reset working configs
-     13 files: the set's configs and logs extracted to <backup root>/restored/<id>, checked
-     14 start every service in dependency order (fab up: replicas re-cloned, slots, migrations)
-     15 validate: every service healthy, the primary writable, table counts
+The restore is three sequences of module-level steps, each recorded in the run log:
 
-The previous data directory is kept as ``<data>.pre-restore-<time>`` (the writes a PITR
-discards live there and on the old timeline in the archive); the next restore removes it.
+    PREFLIGHT (nothing changes; any failure leaves the stack exactly as it was)
+      reachable            every host of the stack answers
+      versions             pgBackRest versions match on every database host
+      open_repository      the repository opens with the key (a wrong key stops here)
+      resolve_target       --backup ID exists and matches its manifest; the backup set for a time
+      wal_covers_target    --target-time lies in what the archived WAL reaches: from the backup's
+                           end to the last segment before any gap (or now, when the primary runs
+                           and archives); otherwise refused with the covered range
+    DATABASE (a failure puts the previous data directory back and restarts what ran)
+      stop_application     backends and workers
+      archive_last_wal     a running primary switches WAL and archives it (pgbackrest check)
+      stop_postgres        every node
+      restore_to_staging   pgbackrest restore into <data>.restoring (current data untouched)
+      swap_data            current -> <data>.pre-restore-<time>, restored -> <data>
+      recover              start the primary: replay to the target, promote, accept writes;
+                           PostgreSQL's own reason is reported when it does not come up
+      reset_targets        recovery_target_* and restore_command out of postgresql.auto.conf,
+                           so replicas cloned from it stay replicas
+    REST (a failure brings up what can come up and says where the stack is)
+      reset_replicas       the other nodes' data removed (re-cloned from the restored primary)
+      restore_redis        Sentinels and Redis stopped, the set's RDB/AOF in place
+      restore_files        the set's configs and logs extracted for comparison, checked
+      start_everything     fab up: replicas re-cloned, slots, migrations
+      validate             every service healthy, the primary writable, table counts
+      drop_older_copies    earlier pre-restore-* copies removed, only now that this one worked
+
+The node restored is the one that holds the primary role now (release.json): after a
+failover, the promoted replica. The previous data directory is kept as
+``<data>.pre-restore-<time>`` (the writes a PITR discards live there and on the old timeline
+in the archive).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 import shlex
 import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 from infra.pgbackrest import restore_command
 from infra.services import PG_BIN
 from ops.backup import files, manifest, redis
+from ops.backup.pgbackrest import BackupInfo
 from ops.backup.site import Site
 from ops.errors import BackupError, BadInput, PreflightFailed, RestoreFailed
 from ops.runlog import Run
@@ -75,204 +89,373 @@ class Psql:
 
     def __call__(self, sql: str, db: str = "postgres", check: bool = True, timeout: float = 30):
         p = self.site.paths
-        port = self.site.layout.bind("postgres-primary").port
+        port = self.site.layout.bind(self.site.pg_primary).port
         cmd = (f"{PG_BIN}/psql -X -A -t -q -v ON_ERROR_STOP=1 -h {shlex.quote(p.socket)} -p {port} -U postgres "
                f"-d {shlex.quote(db)} -c {shlex.quote(sql)}")
         return self.site.ex.run(cmd, env={"PGPASSFILE": p.pgpass, "PGCONNECT_TIMEOUT": "3"},
                                 timeout=timeout, check=check)
 
 
-def run_restore(site: Site, run: Run, target_time: str | None = None, backup_id: str | None = None) -> dict | None:
-    t_start = time.monotonic()
-    spec, paths, ex = site.spec, site.paths, site.ex
-    q = shlex.quote
-    pgb = site.pgbackrest()
-    psql = Psql(site)
-    data = site.layout.data("postgres-primary")
-    staging = data + ".restoring"
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    previous = f"{data}.pre-restore-{stamp}"
-    report: dict = {"target_time": target_time, "backup": backup_id}
+@dataclass
+class Restore:
+    """What the steps of one restore share: where, what was asked, what was chosen, the report."""
 
-    # -- preflight: nothing changes, so it runs under --dry-run too ------------------------
-    def pre(title, command, fn):
-        out = run.step(title, command, fn)
-        return fn() if run.dry_run else out
+    site: Site
+    run: Run
+    target_time: str | None
+    backup_id: str | None
+    node: str = ""
+    """The PostgreSQL node restored: the one holding the primary role."""
+    data: str = ""
+    staging: str = ""
+    previous: str = ""
+    report: dict = field(default_factory=dict)
+    backups: list[BackupInfo] = field(default_factory=list)
+    sets: list[dict] = field(default_factory=list)
+    chosen: dict | None = None
+    label: str | None = None
+    repo: int = 1
+    primary_running: bool = False
+    before: dict[str, str] = field(default_factory=dict)
+    t_start: float = field(default_factory=time.monotonic)
 
-    pre("every host of the stack is reachable", "ssh <host> true", site.reachable)
-    pre("pgBackRest versions match on every database host", "pgbackrest version (each host)",
-             site.check_versions)
+    def __post_init__(self) -> None:
+        self.node = self.site.pg_primary
+        self.data = self.site.layout.data(self.node)
+        self.staging = self.data + ".restoring"
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        self.previous = f"{self.data}.pre-restore-{stamp}"
+        self.report = {"target_time": self.target_time, "backup": self.backup_id, "node": self.node}
 
-    def open_repo():
+    def step(self, title: str, command: str, fn: Callable[[], Any], destructive: bool = False) -> Any:
+        return self.run.step(title, command, fn, destructive=destructive)
+
+    def check(self, title: str, command: str, fn: Callable[[], Any]) -> Any:
+        """A preflight step: it changes nothing, so it also runs under --dry-run."""
+        out = self.run.step(title, command, fn)
+        return fn() if self.run.dry_run else out
+
+    @property
+    def pg_nodes(self) -> list[str]:
+        return [s.name for s in self.site.inventory.of_kind("postgres") if s.name in self.before]
+
+    def restore_argv(self) -> str:
+        argv = self.site.pgbackrest().restore_argv(
+            self.staging, set_label=self.label, target_time=pg_time(self.target_time), repo=self.repo,
+            restore_cmd=restore_command(self.site.spec, self.site.layout))
+        if self.label and not self.target_time:  # a backup alone: that backup's own state
+            argv = argv.replace("--type=default", "--type=immediate --target-action=promote")
+        return argv
+
+
+# -- preflight ---------------------------------------------------------------------------------
+
+def reachable(r: Restore) -> None:
+    r.check("every host of the stack is reachable", "ssh <host> true", r.site.reachable)
+
+
+def versions(r: Restore) -> None:
+    r.check("pgBackRest versions match on every database host", "pgbackrest version (each host)",
+            r.site.check_versions)
+
+
+def open_repository(r: Restore) -> None:
+    def go():
         try:
-            return pgb.backups()
+            return r.site.pgbackrest().backups()
         except BackupError as exc:
             raise PreflightFailed(f"the backup repository does not open: {exc}. A wrong or missing cipher key "
                                   "(backup.cipher_pass) shows up here. Nothing was changed.") from exc
-    pg_backups = pre("the repository opens with the configured key", "pgbackrest info", open_repo)
-    sets = [m for m in manifest.list_sets(ex, paths) if not m.get("incomplete")]
-    primary_running = _primary_running(site)
+    r.backups = r.check("the repository opens with the configured key", "pgbackrest info", go)
+    r.sets = [m for m in manifest.list_sets(r.site.ex, r.site.paths) if not m.get("incomplete")]
+    r.primary_running = _primary_running(r.site)
 
-    def resolve():
-        chosen_set, label, repo = None, None, 1
-        if backup_id:
-            chosen_set = manifest.find(sets, backup_id)
-            label, repo = chosen_set["components"]["postgres"]["label"], chosen_set["components"]["postgres"]["repo"]
-            if label not in {b.label for b in pg_backups}:
-                raise BadInput(f"backup {backup_id!r} (pgBackRest {label}) was expired by retention; "
-                               f"restorable: {', '.join(m['id'] for m in sets if m['components']['postgres']['label'] in {b.label for b in pg_backups}) or 'none'}")
-        repo_backups = [b for b in pg_backups if b.repo == repo]
-        if not repo_backups:
+
+def resolve_target(r: Restore) -> None:
+    def go():
+        chosen, label, repo = None, None, 1
+        if r.backup_id:
+            chosen = manifest.find(r.sets, r.backup_id)
+            label, repo = chosen["components"]["postgres"]["label"], chosen["components"]["postgres"]["repo"]
+            known = {b.label for b in r.backups}
+            if label not in known:
+                usable = [m["id"] for m in r.sets if m["components"]["postgres"]["label"] in known]
+                raise BadInput(f"backup {r.backup_id!r} (pgBackRest {label}) was expired by retention; "
+                               f"restorable: {', '.join(usable) or 'none'}")
+        if not [b for b in r.backups if b.repo == repo]:
             raise BadInput(f"no backup in repo{repo} to restore from: run `fab backup` first")
-        if target_time:
-            t = parse_time(target_time).timestamp()
-            low = next(b.stop for b in repo_backups if b.label == label) if label else min(b.stop for b in repo_backups)
-            _, newest_wal = pgb.archive_window(repo)
-            high = time.time() if primary_running else (newest_wal or low)
-            if not low <= t <= high:
-                raise BadInput(f"--target-time {target_time} is outside the recoverable window "
-                               f"[{_iso(low)}, {_iso(high)}] ({'oldest backup end' if not label else 'the backup end'}"
-                               f" .. {'now' if primary_running else 'newest archived WAL'}); nothing was changed")
-            if not chosen_set:
-                before = [m for m in sets if m["components"]["postgres"]["timestamp_stop"] <= t
-                          and m["components"]["postgres"]["repo"] == repo]
-                chosen_set = before[-1] if before else None
-        elif not chosen_set:
-            chosen_set = [m for m in sets if m["components"]["postgres"]["repo"] == 1][-1:] or [None]
-            chosen_set = chosen_set[0]
-        if chosen_set:
-            manifest.require_intact(ex, paths.set_dir(chosen_set["id"]), chosen_set)
-        return chosen_set, label, repo
-    chosen, label, repo = pre(
-        "resolve the target: backup id known, target time in the recoverable window, set matches its manifest",
-        f"pgbackrest info; sha256sum {paths.sets}/<id>/*", resolve)
-    report["set"] = chosen["id"] if chosen else None
-    report["pgbackrest_set"] = label or "latest"
+        if r.target_time and not chosen:
+            t = parse_time(r.target_time).timestamp()
+            before = [m for m in r.sets if m["components"]["postgres"]["timestamp_stop"] <= t
+                      and m["components"]["postgres"]["repo"] == repo]
+            chosen = before[-1] if before else None
+        elif not r.target_time and not chosen:
+            chosen = ([m for m in r.sets if m["components"]["postgres"]["repo"] == 1][-1:] or [None])[0]
+        if chosen:
+            manifest.require_intact(r.site.ex, r.site.paths.set_dir(chosen["id"]), chosen)
+        return chosen, label, repo
+    r.chosen, r.label, r.repo = r.check(
+        "resolve the target: backup id known, the set for the time chosen, set matches its manifest",
+        f"pgbackrest info; sha256sum {r.site.paths.sets}/<id>/*", go)
+    r.report["set"] = r.chosen["id"] if r.chosen else None
+    r.report["pgbackrest_set"] = r.label or "latest"
 
-    restore_argv = pgb.restore_argv(staging, set_label=label, target_time=pg_time(target_time), repo=repo,
-                                    restore_cmd=restore_command(spec, site.layout))
-    if label and not target_time:  # a backup alone: that backup's own state
-        restore_argv = restore_argv.replace("--type=default", "--type=immediate --target-action=promote")
 
-    # -- destructive -----------------------------------------------------------------------
-    before = _states(site)
-    app = [n for n, st in before.items() if st == "RUNNING" and n.split("-")[0] in APP_KINDS]
-    pg_procs = [n for n in before if n.startswith("postgres-primary") or n.startswith("postgres-replica")]
+def wal_covers_target(r: Restore) -> None:
+    if not r.target_time:
+        return
 
-    run.step("stop the application services", site.supervisorctl("stop", *(app or ["backend-*", "worker-*"])),
-             lambda: _ctl(site, "stop", app), destructive=True)
-    if primary_running or run.dry_run:
-        run.step("switch WAL on the running primary and wait until it is archived", pgb.argv("check"),
-                 lambda: _archive_now(pgb), destructive=False)
-    run.step("stop PostgreSQL", site.supervisorctl("stop", "postgres-primary", "postgres-replica-*"),
-             lambda: _ctl(site, "stop", [n for n in pg_procs if before.get(n) in ACTIVE]), destructive=True)
+    def go():
+        t = parse_time(r.target_time).timestamp()
+        pgb = r.site.pgbackrest()
+        repo_backups = [b for b in r.backups if b.repo == r.repo and (not r.label or b.label == r.label)]
+        candidates = [b for b in repo_backups if b.stop <= t] or repo_backups[:1]
+        base = candidates[-1]
+        low, high, missing = pgb.wal_coverage(base)
+        archiving = _archiving_healthy(r.site) if r.primary_running else False
+        if r.primary_running and archiving and missing is None:
+            high = time.time()  # the running primary's last WAL is archived before it stops
+        if not low <= t <= high:
+            gap = (f"; WAL from segment {missing} on never reached the repository (archiving was broken)"
+                   if missing else "")
+            raise BadInput(f"--target-time {r.target_time} is not covered by archived WAL: recoverable "
+                           f"[{_iso(low)}, {_iso(high)}] (backup {base.label} end .. "
+                           f"{'now' if high > time.time() - 1 else 'last archived WAL before any gap'}){gap}; "
+                           "nothing was changed")
+        return {"from": _iso(low), "to": _iso(high), "gap_at": missing}
+    r.report["wal_coverage"] = r.check(
+        "archived WAL reaches the target time (no gap between the backup and the target)",
+        "pgbackrest info; ls <repo>/archive/<stanza>: contiguous segments from the backup's start", go)
 
-    def pg_restore():
-        ex.run(f"rm -rf {q(staging)}")
-        res = ex.run(restore_argv, env=pgb.env, timeout=6 * 3600, check=False)
-        text = (res.stdout + res.stderr)
+
+PREFLIGHT = (reachable, versions, open_repository, resolve_target, wal_covers_target)
+
+
+# -- the database ------------------------------------------------------------------------------
+
+def stop_application(r: Restore) -> None:
+    r.before = _states(r.site)
+    app = [n for n, st in r.before.items() if st == "RUNNING" and n.split("-")[0] in APP_KINDS]
+    r.step("stop the application services", r.site.supervisorctl("stop", *(app or ["backend-*", "worker-*"])),
+           lambda: _ctl(r.site, "stop", app), destructive=True)
+
+
+def archive_last_wal(r: Restore) -> None:
+    """A commit stamped now, then its WAL archived: recovery to a target time after the last
+    write has a commit past the target to stop at (otherwise PostgreSQL ends with "recovery
+    ended before configured recovery target was reached")."""
+    if r.primary_running or r.run.dry_run:
+        pgb = r.site.pgbackrest()
+
+        def go():
+            Psql(r.site)("BEGIN; SELECT txid_current(); COMMIT")
+            _archive_now(pgb)
+        r.step("a commit stamped now, then switch WAL on the running primary and wait until it is archived",
+               "psql -c 'BEGIN; SELECT txid_current(); COMMIT'; " + pgb.argv("check"), go)
+
+
+def stop_postgres(r: Restore) -> None:
+    r.step("stop PostgreSQL", r.site.supervisorctl("stop", "postgres-*"),
+           lambda: _ctl(r.site, "stop", [n for n in r.pg_nodes if r.before.get(n) in ACTIVE]), destructive=True)
+
+
+def restore_to_staging(r: Restore) -> None:
+    argv, ex, q = r.restore_argv(), r.site.ex, shlex.quote
+
+    def go():
+        ex.run(f"rm -rf {q(r.staging)}")
+        res = ex.run(argv, env=r.site.pgbackrest().env, timeout=6 * 3600, check=False)
+        text = res.stdout + res.stderr
         if res.exit_code != 0 or "unable to find backup set" in text:
-            ex.run(f"rm -rf {q(staging)}", check=False)
+            ex.run(f"rm -rf {q(r.staging)}", check=False)
             raise BackupError(f"pgbackrest restore failed (exit {res.exit_code}): "
                               + " / ".join(ln for ln in text.splitlines() if "WARN" in ln or "ERROR" in ln)[-800:])
         return res
-    try:
-        run.step(f"pgbackrest restore into {staging} (current data untouched)", restore_argv, pg_restore,
-                 destructive=True)
-    except Exception:
-        _put_back(site, before)
-        raise
+    r.step(f"pgbackrest restore into {r.staging} (current data untouched)", argv, go, destructive=True)
 
-    def swap():
-        ex.run(f"for d in {q(data)}.pre-restore-*; do [ -e \"$d\" ] && rm -rf \"$d\"; done; "
-               f"if [ -e {q(data)} ]; then mv {q(data)} {q(previous)}; fi; mv {q(staging)} {q(data)}")
-    run.step(f"swap data directories (previous kept as {previous})",
-             f"mv {data} {previous}; mv {staging} {data}", swap, destructive=True)
 
-    def recover():
-        ex.run(site.supervisorctl("start", "postgres-primary"), user=site.admin_user, check=False)
-        # One round trip: the wait runs on the host (each SSH call costs time under load).
-        psql_cmd = (f"{PG_BIN}/psql -X -A -t -q -h {q(paths.socket)} -p {site.layout.bind('postgres-primary').port} "
-                    f"-U postgres -d postgres -c")
-        script = f"""cd / && deadline=$((SECONDS + {spec.backup.restore_timeout_s})); gone=0
+def swap_data(r: Restore) -> None:
+    q = shlex.quote
+    r.step(f"swap data directories (previous kept as {r.previous})", f"mv {r.data} {r.previous}; "
+           f"mv {r.staging} {r.data}",
+           lambda: r.site.ex.run(f"if [ -e {q(r.data)} ]; then mv {q(r.data)} {q(r.previous)}; fi; "
+                                 f"mv {q(r.staging)} {q(r.data)}"), destructive=True)
+
+
+def recover(r: Restore) -> None:
+    site, paths, q = r.site, r.site.paths, shlex.quote
+    timeout = site.spec.backup.restore_timeout_s
+
+    def go():
+        log = q(site.layout.log(r.node + ".log"))
+        site.ex.run(f"touch {log}", check=False)
+        offset = int(site.ex.run(f"wc -c < {log}", check=False).stdout.strip() or 0)
+        site.ex.run(site.supervisorctl("start", r.node), user=site.admin_user, check=False)
+        # One round trip: the wait runs on the host (each SSH call costs time under load). It
+        # ends early on PostgreSQL's own verdict: a FATAL or PANIC that is not a client being
+        # told to wait (supervisord would restart the server and hide it for minutes).
+        psql = f"{PG_BIN}/psql -X -A -t -q -h {q(paths.socket)} -p {site.layout.bind(r.node).port} -U postgres -d postgres -c"
+        script = f"""cd / && deadline=$((SECONDS + {timeout}))
 while :; do
-  r=$({psql_cmd} 'SELECT pg_is_in_recovery()' 2>&1)
-  if [ "$r" = f ] && {psql_cmd} 'SELECT txid_current()' >/dev/null 2>&1; then echo ready; exit 0; fi
-  if [ -f {q(data)}/postmaster.pid ]; then gone=0; else gone=$((gone + 1)); fi
-  [ $gone -gt 50 ] && {{ echo "postmaster not running: $r"; exit 4; }}
+  r=$({psql} 'SELECT pg_is_in_recovery()' 2>&1)
+  if [ "$r" = f ] && {psql} 'SELECT txid_current()' >/dev/null 2>&1; then echo ready; exit 0; fi
+  verdict=$(tail -c +{offset + 1} {log} | grep -E '(FATAL|PANIC): ' | grep -vE '{CLIENT_NOISE}' | head -3)
+  [ -n "$verdict" ] && {{ echo "$verdict"; exit 4; }}
   [ $SECONDS -gt $deadline ] && {{ echo "timeout: $r"; exit 3; }}
   sleep 0.1
 done"""
-        res = ex.run(script, env={"PGPASSFILE": paths.pgpass, "PGCONNECT_TIMEOUT": "2"},
-                     timeout=spec.backup.restore_timeout_s + 60, check=False)
+        res = site.ex.run(script, env={"PGPASSFILE": paths.pgpass, "PGCONNECT_TIMEOUT": "2"},
+                          timeout=timeout + 60, check=False)
         if res.exit_code == 0:
-            return time.monotonic() - t_start
-        log = ex.run(site.supervisorctl("tail", "postgres-primary", "stderr"), user=site.admin_user,
-                     check=False).stdout
+            return time.monotonic() - r.t_start
+        reason = postgres_reason(site, r.node)
         if res.exit_code == 3:
-            raise BackupError(f"the restored primary did not accept writes within "
-                              f"{spec.backup.restore_timeout_s}s (backup.restore_timeout_s): {res.stdout.strip()[-200:]}")
-        raise BackupError(f"the restored primary stopped during recovery: {res.stdout.strip()[-200:]}\n"
-                          + log.strip()[-800:])
-    try:
-        report["db_rto_s"] = run.step("start the primary: replay WAL to the target, promote, accept writes",
-                                      site.supervisorctl("start", "postgres-primary"), recover, destructive=True)
-    except Exception as exc:
-        raise _roll_back(site, before, data, previous) from exc
+            raise BackupError(f"the restored primary did not accept writes within {timeout}s "
+                              f"(backup.restore_timeout_s); PostgreSQL says: {reason}")
+        raise BackupError(f"the restored primary stopped during recovery; PostgreSQL says: {reason}")
+    r.report["db_rto_s"] = r.step("start the primary: replay WAL to the target, promote, accept writes",
+                                  site.supervisorctl("start", r.node), go, destructive=True)
 
-    try:
-        def replicas_reset():
-            dirs = [site.layout.data(n) for n in pg_procs if n != "postgres-primary"]
-            if dirs:
-                ex.run("rm -rf " + " ".join(q(d) for d in dirs))
-            return dirs
-        run.step("remove the replicas' data (re-cloned from the restored primary)",
-                 "rm -rf <data>/postgres-replica-*", replicas_reset, destructive=True)
-        def redis_restore():
-            if not chosen or not chosen["components"].get("redis"):
-                return "no backup set with Redis data: Redis left as it was"
-            procs = [s.name for s in site.inventory.of_kind("sentinel")] + \
-                    [s.name for s in site.inventory.of_kind("redis")]
-            now = _states(site)
-            _ctl(site, "stop", [n for n in procs if now.get(n) in ACTIVE])
-            primary_dir = site.layout.data("redis-primary")
-            replicas = [site.layout.data(s.name) for s in site.inventory.of_kind("redis") if s.name != "redis-primary"]
-            done = redis.restore(ex, f"{paths.set_dir(chosen['id'])}/redis", primary_dir, replicas,
-                                 spec.redis.appendonly)
-            markers = " ".join(q(site.layout.data(n)) + "/*.source-sha256" for n in procs)
-            ex.run(f"rm -f {markers}")  # fab up re-copies the rendered configs (failover rewrites undone)
-            return done
-        report["redis"] = run.step("restore Redis (Sentinels and Redis stopped, RDB/AOF in place)",
-                                   f"supervisorctl stop sentinel-* redis-*; cp {paths.sets}/<id>/redis/* <redis data>",
-                                   redis_restore, destructive=True)
 
-        def files_restore():
-            if not chosen or not chosen["components"].get("files"):
-                return {"restored_to": None}
-            return files.restore(ex, paths.set_dir(chosen["id"]), f"{paths.root}/restored/{chosen['id']}",
-                                 site.layout.conf("").rstrip("/"))
-        report["files"] = run.step("restore configs and logs (checked by sha256) for comparison",
-                                   f"tar -xzf files.tar.gz -C {paths.root}/restored/<id>; sha256sum -c",
-                                   files_restore)
+CLIENT_NOISE = ("the database system is (starting up|shutting down|not yet accepting connections)|"
+                "password authentication failed|no pg_hba.conf entry")
+"""FATAL lines that a client's attempt causes, not the server's own failure."""
 
-        up = run.step("start every service in dependency order and wait until healthy", "fab up",
-                      lambda: _up(site))
-        report["validation"] = run.step("validate: every service healthy, primary writable, table counts",
-                                        "fab status; SELECT count(*) ...", lambda: _validate(site, psql))
-    except Exception as exc:
-        if run.dry_run:
-            raise
-        raise _after_db_failure(site, exc) from exc
+RECOVERY_SETTINGS = ("recovery_target", "recovery_target_time", "recovery_target_lsn", "recovery_target_name",
+                     "recovery_target_xid", "recovery_target_inclusive", "recovery_target_action",
+                     "recovery_target_timeline", "restore_command")
+
+
+def reset_targets(r: Restore) -> None:
+    """pgBackRest leaves the recovery target in postgresql.auto.conf; pg_basebackup would copy it
+    into every replica, which would then stop at the target, promote itself and take writes."""
+    sql = "; ".join(f"ALTER SYSTEM RESET {name}" for name in RECOVERY_SETTINGS) + "; SELECT pg_reload_conf()"
+    r.step("reset the recovery settings (postgresql.auto.conf), so replicas cloned from it stay replicas",
+           f"psql -c '{sql}'", lambda: Psql(r.site)(sql))
+
+
+DATABASE = (stop_application, archive_last_wal, stop_postgres, restore_to_staging, swap_data, recover, reset_targets)
+
+
+# -- the rest of the stack ---------------------------------------------------------------------
+
+def reset_replicas(r: Restore) -> None:
+    def go():
+        dirs = [r.site.layout.data(n) for n in r.pg_nodes if n != r.node]
+        if dirs:
+            r.site.ex.run("rm -rf " + " ".join(shlex.quote(d) for d in dirs))
+        return dirs
+    r.step("remove the replicas' data (re-cloned from the restored primary)",
+           "rm -rf <data>/postgres-* (all but the restored node)", go, destructive=True)
+
+
+def restore_redis(r: Restore) -> None:
+    site, q = r.site, shlex.quote
+
+    def go():
+        if not r.chosen or not r.chosen["components"].get("redis"):
+            return "no backup set with Redis data: Redis left as it was"
+        redis_nodes = [s.name for s in site.inventory.of_kind("redis")]
+        procs = [s.name for s in site.inventory.of_kind("sentinel")] + redis_nodes
+        now = _states(site)
+        _ctl(site, "stop", [n for n in procs if now.get(n) in ACTIVE])
+        primary, *replicas = redis_nodes
+        done = redis.restore(site.ex, f"{site.paths.set_dir(r.chosen['id'])}/redis", site.layout.data(primary),
+                             [site.layout.data(n) for n in replicas], site.spec.redis.appendonly)
+        markers = " ".join(q(site.layout.data(n)) + "/*.source-sha256" for n in procs)
+        site.ex.run(f"rm -f {markers}")  # fab up re-copies the rendered configs (failover rewrites undone)
+        return done
+    r.report["redis"] = r.step("restore Redis (Sentinels and Redis stopped, RDB/AOF in place)",
+                               f"supervisorctl stop sentinel-* redis-*; cp {site.paths.sets}/<id>/redis/* "
+                               "<redis data>", go, destructive=True)
+
+
+def restore_files(r: Restore) -> None:
+    site = r.site
+
+    def go():
+        if not r.chosen or not r.chosen["components"].get("files"):
+            return {"restored_to": None}
+        return files.restore(site.ex, site.paths.set_dir(r.chosen["id"]),
+                             f"{site.paths.root}/restored/{r.chosen['id']}", site.layout.conf("").rstrip("/"))
+    r.report["files"] = r.step("restore configs and logs (checked by sha256) for comparison",
+                               f"tar -xzf files.tar.gz -C {site.paths.root}/restored/<id>; sha256sum -c", go)
+
+
+def start_everything(r: Restore) -> None:
+    r.report["started"] = r.step("start every service in dependency order and wait until healthy", "fab up",
+                                 lambda: _up(r.site))
+
+
+def validate(r: Restore) -> None:
+    r.report["validation"] = r.step("validate: every service healthy, primary writable, table counts",
+                                    "fab status; SELECT count(*) ...", lambda: _validate(r.site, Psql(r.site)))
+
+
+def drop_older_copies(r: Restore) -> None:
+    q = shlex.quote
+    r.step("remove earlier pre-restore copies (this restore worked; its own copy is kept)",
+           f"rm -rf {r.data}.pre-restore-* except {r.previous}",
+           lambda: r.site.ex.run(f"for d in {q(r.data)}.pre-restore-*; do [ -e \"$d\" ] && "
+                                 f"[ \"$d\" != {q(r.previous)} ] && rm -rf \"$d\"; done; true"))
+
+
+def invariants(r: Restore) -> None:
+    from infra.local.target import LocalTarget
+    from ops import invariants as checks
+    checks.step(r.run, LocalTarget(r.site.spec), "restore")
+
+
+REST = (reset_replicas, restore_redis, restore_files, start_everything, validate, invariants, drop_older_copies)
+
+
+def run_restore(site: Site, run: Run, target_time: str | None = None, backup_id: str | None = None) -> dict | None:
+    r = Restore(site, run, target_time, backup_id)
+    for check in PREFLIGHT:
+        check(r)
+    for step in DATABASE:
+        try:
+            step(r)
+        except Exception as exc:
+            if run.dry_run:
+                raise
+            if step in (stop_application, archive_last_wal, stop_postgres, restore_to_staging):
+                _put_back(site, r.before)  # the data directory was never touched
+                raise
+            raise _roll_back(r) from exc
+    for step in REST:
+        try:
+            step(r)
+        except Exception as exc:
+            if run.dry_run:
+                raise
+            raise _after_db_failure(site, exc) from exc
     if run.dry_run:
         return None
-    report["seconds"] = time.monotonic() - t_start
+    report = r.report
+    report["seconds"] = report["full_rto_s"] = time.monotonic() - r.t_start
     report["steps_s"] = {f"{st.index} {st.title[:60]}": st.duration_s for st in run.steps}
-    report["full_rto_s"] = report["seconds"]
-    report["previous_data"] = previous
-    report["summary"] = (f"stack healthy after {report['seconds']:.1f}s; "
-                         f"{report['validation']['tables']} table(s) checked; started: {', '.join(up) or 'nothing new'}")
-    run.notes.update({k: report[k] for k in ("db_rto_s", "full_rto_s", "set", "pgbackrest_set")})
+    report["previous_data"] = r.previous
+    report["summary"] = (f"stack healthy after {report['seconds']:.1f}s; {report['validation']['tables']} table(s) "
+                         f"checked; started: {', '.join(report['started']) or 'nothing new'}")
+    run.notes.update({k: report[k] for k in ("db_rto_s", "full_rto_s", "set", "pgbackrest_set", "node")})
     return report
+
+
+def postgres_reason(site: Site, node: str, lines: int = 300) -> str:
+    """PostgreSQL's own words from the node's log: its FATAL/PANIC lines, else the last lines."""
+    log = site.layout.log(node + ".log")
+    res = site.ex.run(f"tail -n {lines} {shlex.quote(log)}", check=False)
+    text = res.stdout.strip().splitlines()
+    fatal = [ln.strip() for ln in text if ("FATAL:" in ln or "PANIC:" in ln) and not re.search(CLIENT_NOISE, ln)]
+    chosen = fatal[-3:] or text[-5:] or [f"(nothing in {log})"]
+    return " / ".join(chosen)[-900:]
+
+
+def _archiving_healthy(site: Site) -> bool:
+    res = Psql(site)("SELECT last_failed_time IS NULL OR last_failed_time < COALESCE(last_archived_time, "
+                     "'-infinity') FROM pg_stat_archiver", check=False)
+    return res.ok and res.stdout.strip() == "t"
 
 
 def _states(site: Site) -> dict[str, str]:
@@ -290,7 +473,7 @@ def _states(site: Site) -> dict[str, str]:
 
 def _primary_running(site: Site) -> bool:
     try:
-        return _states(site).get("postgres-primary") == "RUNNING" and Psql(site)("SELECT 1", check=False).ok
+        return _states(site).get(site.pg_primary) == "RUNNING" and Psql(site)("SELECT 1", check=False).ok
     except PreflightFailed:
         return False
 
@@ -315,19 +498,21 @@ def _put_back(site: Site, before: dict[str, str]) -> None:
     _ctl(site, "start", [n for n in order if before[n] == "RUNNING" and now.get(n) != "RUNNING"])
 
 
-def _roll_back(site: Site, before: dict[str, str], data: str, previous: str) -> RestoreFailed:
-    q = shlex.quote
-    ex = site.ex
-    ex.run(site.supervisorctl("stop", "postgres-primary"), user=site.admin_user, check=False)
-    has_previous = ex.run(f"test -d {q(previous)}", check=False).ok
-    failed = f"{data}.failed-restore"
-    ex.run(f"rm -rf {q(failed)}; mv {q(data)} {q(failed)}", check=False)
+def _roll_back(r: Restore) -> RestoreFailed:
+    """The restored database did not come up: put the previous data directory back, restart what ran."""
+    site, q, ex = r.site, shlex.quote, r.site.ex
+    reason = postgres_reason(site, r.node)
+    ex.run(site.supervisorctl("stop", r.node), user=site.admin_user, check=False)
+    has_previous = ex.run(f"test -d {q(r.previous)}", check=False).ok
+    failed = f"{r.data}.failed-restore"
+    ex.run(f"rm -rf {q(failed)}; if [ -e {q(r.data)} ]; then mv {q(r.data)} {q(failed)}; fi", check=False)
     if has_previous:
-        ex.run(f"mv {q(previous)} {q(data)}")
+        ex.run(f"mv {q(r.previous)} {q(r.data)}")
         try:
-            _put_back(site, before)
+            _put_back(site, r.before)
             state = (f"the previous data directory is back in place and the services that ran before are "
-                     f"started again; the failed restore is kept in {failed} for inspection")
+                     f"started again; earlier pre-restore copies are untouched; the failed restore is kept in "
+                     f"{failed} for inspection")
         except Exception as exc:
             state = (f"the previous data directory is back in place but restarting failed ({exc}); "
                      f"run `fab up`; the failed restore is in {failed}")
@@ -335,7 +520,7 @@ def _roll_back(site: Site, before: dict[str, str], data: str, previous: str) -> 
         state = (f"there was no previous data directory (the primary was lost): PostgreSQL is stopped, the "
                  f"application is stopped; the failed restore is kept in {failed}. Fix the cause (see above) "
                  f"and run `fab restore` again")
-    return RestoreFailed("the restored database did not come up", state)
+    return RestoreFailed(f"the restored database did not come up; PostgreSQL says: {reason}", state)
 
 
 def _after_db_failure(site: Site, exc: BaseException) -> RestoreFailed:

@@ -13,10 +13,13 @@ import sys
 from pathlib import Path
 
 from infra.render import render as render_template
+from infra.services import SECRET_WORDS
 from infra.spec import REPO_ROOT, StackSpec
 from ops.errors import BadInput
 
 CRON_DIR = "/etc/cron.d"
+LOCAL_ONLY = ("RECON_OPERATOR", "RECON_STACK", "RECON_TEST_STACK", "RECON_TEST_ALLOW_NO_STACK")
+"""Variables that say who runs a task or pick a stack by name (the cron line names it)."""
 RANGES = [(0, 59), (0, 23), (1, 31), (1, 12), (0, 7)]
 FIELD_NAMES = ["minute", "hour", "day of month", "month", "day of week"]
 
@@ -40,7 +43,26 @@ def check_field(key: str, text: str) -> None:
                                    f"ranges a-b, lists a,b and steps */n")
 
 
-def render(spec: StackSpec, user: str = "root") -> str:
+def stack_environment(environ: dict[str, str]) -> dict[str, str]:
+    """The ``RECON_*`` overrides that define this stack beyond its file: the cron lines need
+    them, or they back up another stack (the file's, with the default state directory and
+    ports). Secrets never go into a cron file: a stack that needs one there is refused."""
+    env = {k: v for k, v in sorted(environ.items()) if k.startswith("RECON_") and k not in LOCAL_ONLY}
+    secret = [k for k in env if any(w in k.lower() for w in SECRET_WORDS)]
+    if secret:
+        raise BadInput(f"this stack is defined with secret overrides in the environment ({', '.join(secret)}); "
+                       "allowed: a schedule for a stack whose secrets live in its secrets store. Unset them, "
+                       "or run the backups from your own scheduler with that environment")
+    bad = [k for k, v in env.items() if "\n" in v or "%" in v]
+    if bad:
+        raise BadInput(f"environment overrides {', '.join(bad)} hold a newline or '%'; allowed: values a cron "
+                       "line can carry")
+    return env
+
+
+def render(spec: StackSpec, user: str = "root", environ: dict[str, str] | None = None) -> str:
+    """The cron file; ``environ`` (the operator's environment) supplies the stack's RECON_* overrides."""
+    env = stack_environment(environ or {})
     b = spec.backup
     for key in ("schedule_full", "schedule_diff", "schedule_incr", "schedule_archive"):
         check_field(f"backup.{key}", getattr(b, key))
@@ -48,8 +70,8 @@ def render(spec: StackSpec, user: str = "root") -> str:
         raise BadInput(f"backup.schedule_diff {b.schedule_diff!r} equals backup.schedule_full; allowed: "
                        "different times (both would take pgBackRest's lock at once)")
     fab = shlex.quote(str(Path(sys.executable).parent / "fab"))
-    return render_template("cron/recon-backup.cron.j2", spec=spec, repo=shlex.quote(str(REPO_ROOT)), fab=fab, user=user,
-                  log_dir=shlex.quote(str(spec.state_path / "log")))
+    return render_template("cron/recon-backup.cron.j2", spec=spec, repo=shlex.quote(str(REPO_ROOT)), fab=fab,
+                           user=user, log_dir=shlex.quote(str(spec.state_path / "log")), env=env)
 
 
 

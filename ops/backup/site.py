@@ -47,8 +47,15 @@ class Site:
         return cls(spec, load_inventory(spec), layout, BackupPaths.of(layout))
 
     @property
+    def pg_primary(self) -> str:
+        """The PostgreSQL node that holds the primary role now (release.json; a former replica
+        after ``fab db.failover``): backups, archiving and restores act on it."""
+        from infra.local.release import load
+        return load(self.spec).postgres.primary
+
+    @property
     def primary(self) -> Service:
-        return self.inventory.get("postgres-primary")
+        return self.inventory.get(self.pg_primary)
 
     @property
     def ex(self) -> Executor:

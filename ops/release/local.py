@@ -31,8 +31,9 @@ from ops.errors import ReleaseError
 from ops.inventory import load_inventory
 from ops.release import state as rstate
 
-RELOADED = ("nginx/nginx.conf", "prometheus/prometheus.yml")
-"""The configs a release changes (paths as render_all names them)."""
+RELOADED = ("nginx/nginx.conf", "prometheus/prometheus.yml", "pgbackrest/pgbackrest.conf")
+"""The configs a release or failover changes (paths as render_all names them); pgBackRest
+reads its config at every call, so it follows the primary without a reload."""
 
 
 class LocalRelease:
@@ -97,14 +98,17 @@ class LocalRelease:
             sup_path = Path(t.layout.conf("supervisord.conf"))
             sup_conf = t.supervisor_config()
         procs = t.processes()
+        restarted: list[str] = []
         if not sup_path.exists() or sup_path.read_text() != sup_conf:
             sup_path.write_text(sup_conf)
-            t.supervisor.reread()  # stops programs that left the plan, re-adds changed ones stopped
+            # stops programs that left the plan, re-adds changed ones stopped (started again below)
+            restarted = t.supervisor.reread()
             changed.append("supervisord.conf")
         info = t.supervisor.info()
         started = []
         for p in procs:
-            if p.kind in ("backend", "worker") and info.get(p.name, {}).get("statename") != "RUNNING":
+            if ((p.kind in ("backend", "worker") or p.name in restarted)
+                    and info.get(p.name, {}).get("statename") != "RUNNING"):
                 t.supervisor.start(p.name, wait=False)
                 started.append(p.name)
         return changed + [f"started {n}" for n in started]

@@ -15,6 +15,7 @@ appends a record to the stack's run log (docs/backups.md).
 from __future__ import annotations
 
 import json as jsonlib
+import os
 import time
 
 from invoke import Collection, task
@@ -153,7 +154,7 @@ def schedule(c, stack=None, dry_run=False, yes=False):
 
     def go():
         site = _site(stack)
-        text = sched.render(site.spec)
+        text = sched.render(site.spec, environ=dict(os.environ))
         with _run(site, "backup.schedule", {"stack": site.spec.name}, dry_run=dry_run, yes=yes) as run:
             if dry_run:
                 print(text)

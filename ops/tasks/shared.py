@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
 from infra.spec import StackSpec, load_spec
+from ops import invariants
 from ops.console import fail
 from ops.errors import OpsError, StepFailed, UsageError, translate
 from ops.runlog import Run
@@ -75,6 +76,7 @@ def release_session(stack: str | None, task_name: str, args: dict, dry_run: bool
             with Run(driver.inventory.run_log, task_name, args, dry_run=dry_run, yes=yes) as run:
                 run.notes["gates"] = []
                 yield spec, driver, run
+                invariants.step(run, driver.target(), task_name)
 
 
 __all__ = ["STACK_HELP", "UsageError", "guarded", "local_target", "release_session", "reported", "spec_of"]

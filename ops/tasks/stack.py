@@ -21,6 +21,10 @@ def up(c, stack=None, dry_run=False):
     target = local_target(spec, "up")
     with reported():
         result = target.up(dry_run=dry_run)
+        if not dry_run:
+            from ops import invariants
+            found = invariants.require(target, "up")
+            progress("invariants hold: " + "; ".join(f.evidence for f in found))
     if dry_run:
         return
     if result.changed:

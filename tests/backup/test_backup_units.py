@@ -138,3 +138,21 @@ def test_target_time_is_handed_to_pgbackrest_in_utc_in_the_form_it_parses():
     from ops.backup.recovery import pg_time
     assert pg_time("2025-01-31T13:00:00.123456+01:00") == "2025-01-31 12:00:00.123+00"
     assert pg_time(None) is None
+
+
+def test_cron_schedule_carries_the_stacks_environment(tmp_path):
+    """A stack defined by RECON_* overrides is backed up as itself, not as the file's stack."""
+    spec = StackSpec(state_dir=tmp_path, postgres={"port": 25432})
+    text = schedule.render(spec, environ={"RECON_STATE_DIR": str(tmp_path), "RECON_POSTGRES__PORT": "25432",
+                                          "RECON_OPERATOR": "alice", "HOME": "/root"})
+    lines = text.splitlines()
+    assert f"RECON_STATE_DIR={tmp_path}" in lines and "RECON_POSTGRES__PORT=25432" in lines
+    assert not [ln for ln in lines if ln.startswith(("RECON_OPERATOR", "HOME"))]
+    assert lines.index("RECON_POSTGRES__PORT=25432") < next(i for i, ln in enumerate(lines) if " backup --stack " in ln)
+
+
+def test_cron_schedule_refuses_a_secret_in_the_environment(tmp_path):
+    spec = StackSpec(state_dir=tmp_path)
+    with pytest.raises(BadInput, match="RECON_BACKUP__CIPHER_PASS") as exc:
+        schedule.render(spec, environ={"RECON_BACKUP__CIPHER_PASS": "hunter2"})
+    assert "hunter2" not in str(exc.value)

@@ -93,7 +93,8 @@ class _Slot(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's API
         body = json.dumps({"slot": self.slot, "path": self.path}).encode()
-        self.send_response(200)
+        # as the service answers /ready while Redis fails over: on purpose, not a broken replica
+        self.send_response(503 if self.path == "/ready" else 200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.send_header("X-Recon-Slot", self.slot)
@@ -119,9 +120,10 @@ def live_nginx(render_local, free_ports, find_tool, processes, poll
         ports = r.spec.local_ports()
         for slot in ("blue", "green"):
             handler = type(f"Slot_{slot}", (_Slot,), {"slot": slot})
-            srv = ThreadingHTTPServer(("127.0.0.1", ports[f"backend-{slot}-1"]), handler)
-            threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-            servers.append(srv)
+            for i in range(1, r.spec.backend.replicas + 1):
+                srv = ThreadingHTTPServer(("127.0.0.1", ports[f"backend-{slot}-{i}"]), handler)
+                threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+                servers.append(srv)
         log_dir = r.spec.state_path / "log"
         processes.start("nginx", [find_tool("nginx"), "-c", str(r.path(NGINX)), "-e",
                                   str(log_dir / "nginx-startup.log"), "-g", "daemon off;"], log_dir)
@@ -211,3 +213,15 @@ def test_live_canary_split(active, weight, live_nginx):
         # binomial(200, 0.3): mean 60, sd 6.5; 30..90 is more than 4 sd either side
         assert 30 <= seen[idle] <= 90, seen
         assert seen[idle] + seen[active] == n
+
+
+def test_live_503_from_the_service_never_ejects_a_replica(live_nginx):
+    """/ready's 503 (Redis failing over) must pass through: counted as upstream failures they
+    mark every replica down (max_fails) and Nginx answers "no live upstreams" 502s, writes too."""
+    _, https, _, _ = live_nginx({"backend": {"replicas": 2},  # one server alone is never marked down
+                                 "nginx": {"rate_limit": {"requests_per_second": 10000, "burst": 10000}}})
+    with httpx.Client(verify=False, timeout=5) as c:
+        ready = [c.get(f"{https}/ready").status_code for _ in range(10)]
+        served = [c.get(f"{https}/api/x").status_code for _ in range(10)]
+    assert ready == [503] * 10
+    assert served == [200] * 10
