@@ -149,9 +149,13 @@ class PgBackRest:
         return float(backup.stop), covered_to, missing
 
     def restore_argv(self, pg_path: str, *, set_label: str | None, target_time: str | None,
-                     repo: int, restore_cmd: str) -> str:
+                     repo: int, restore_cmd: str, timeline: int | None = None) -> str:
+        """``timeline``: follow this timeline (the live primary's), not the newest in the archive,
+        which may be an abandoned branch (a restore that was rolled back promoted once)."""
         args = [f"--repo={repo}", f"--pg1-path={pg_path}", "--archive-mode=preserve",
                 f"--recovery-option=restore_command={restore_cmd}"]
+        if timeline:
+            args.append(f"--target-timeline={timeline}")
         if set_label:
             args.append(f"--set={set_label}")
         if target_time:

@@ -116,6 +116,8 @@ class Restore:
     label: str | None = None
     repo: int = 1
     primary_running: bool = False
+    timeline: int | None = None
+    """The timeline the data directory being replaced is on (None: no data left)."""
     before: dict[str, str] = field(default_factory=dict)
     t_start: float = field(default_factory=time.monotonic)
 
@@ -142,7 +144,7 @@ class Restore:
     def restore_argv(self) -> str:
         argv = self.site.pgbackrest().restore_argv(
             self.staging, set_label=self.label, target_time=pg_time(self.target_time), repo=self.repo,
-            restore_cmd=restore_command(self.site.spec, self.site.layout))
+            restore_cmd=restore_command(self.site.spec, self.site.layout), timeline=self.timeline)
         if self.label and not self.target_time:  # a backup alone: that backup's own state
             argv = argv.replace("--type=default", "--type=immediate --target-action=promote")
         return argv
@@ -169,6 +171,7 @@ def open_repository(r: Restore) -> None:
     r.backups = r.check("the repository opens with the configured key", "pgbackrest info", go)
     r.sets = [m for m in manifest.list_sets(r.site.ex, r.site.paths) if not m.get("incomplete")]
     r.primary_running = _primary_running(r.site)
+    r.timeline = _timeline(r.site, r.data)
 
 
 def resolve_target(r: Restore) -> None:
@@ -329,9 +332,14 @@ RECOVERY_SETTINGS = ("recovery_target", "recovery_target_time", "recovery_target
 def reset_targets(r: Restore) -> None:
     """pgBackRest leaves the recovery target in postgresql.auto.conf; pg_basebackup would copy it
     into every replica, which would then stop at the target, promote itself and take writes."""
-    sql = "; ".join(f"ALTER SYSTEM RESET {name}" for name in RECOVERY_SETTINGS) + "; SELECT pg_reload_conf()"
+    statements = [f"ALTER SYSTEM RESET {name}" for name in RECOVERY_SETTINGS] + ["SELECT pg_reload_conf()"]
+
+    def go():
+        psql = Psql(r.site)
+        for sql in statements:  # one by one: ALTER SYSTEM cannot run inside a transaction block
+            psql(sql)
     r.step("reset the recovery settings (postgresql.auto.conf), so replicas cloned from it stay replicas",
-           f"psql -c '{sql}'", lambda: Psql(r.site)(sql))
+           "psql " + " ".join(f"-c '{sql}'" for sql in statements), go)
 
 
 DATABASE = (stop_application, archive_last_wal, stop_postgres, restore_to_staging, swap_data, recover, reset_targets)
@@ -422,7 +430,7 @@ def run_restore(site: Site, run: Run, target_time: str | None = None, backup_id:
             if step in (stop_application, archive_last_wal, stop_postgres, restore_to_staging):
                 _put_back(site, r.before)  # the data directory was never touched
                 raise
-            raise _roll_back(r) from exc
+            raise _roll_back(r, exc) from exc
     for step in REST:
         try:
             step(r)
@@ -450,6 +458,13 @@ def postgres_reason(site: Site, node: str, lines: int = 300) -> str:
     fatal = [ln.strip() for ln in text if ("FATAL:" in ln or "PANIC:" in ln) and not re.search(CLIENT_NOISE, ln)]
     chosen = fatal[-3:] or text[-5:] or [f"(nothing in {log})"]
     return " / ".join(chosen)[-900:]
+
+
+def _timeline(site: Site, data: str) -> int | None:
+    """The timeline of the cluster in ``data`` (pg_controldata works on a running cluster too)."""
+    res = site.ex.run(f"{PG_BIN}/pg_controldata -D {shlex.quote(data)}", check=False)
+    m = re.search(r"Latest checkpoint's TimeLineID:\s+(\d+)", res.stdout)
+    return int(m.group(1)) if res.ok and m else None
 
 
 def _archiving_healthy(site: Site) -> bool:
@@ -498,10 +513,9 @@ def _put_back(site: Site, before: dict[str, str]) -> None:
     _ctl(site, "start", [n for n in order if before[n] == "RUNNING" and now.get(n) != "RUNNING"])
 
 
-def _roll_back(r: Restore) -> RestoreFailed:
-    """The restored database did not come up: put the previous data directory back, restart what ran."""
+def _roll_back(r: Restore, cause: BaseException) -> RestoreFailed:
+    """A step on the restored database failed: put the previous data directory back, restart what ran."""
     site, q, ex = r.site, shlex.quote, r.site.ex
-    reason = postgres_reason(site, r.node)
     ex.run(site.supervisorctl("stop", r.node), user=site.admin_user, check=False)
     has_previous = ex.run(f"test -d {q(r.previous)}", check=False).ok
     failed = f"{r.data}.failed-restore"
@@ -520,7 +534,7 @@ def _roll_back(r: Restore) -> RestoreFailed:
         state = (f"there was no previous data directory (the primary was lost): PostgreSQL is stopped, the "
                  f"application is stopped; the failed restore is kept in {failed}. Fix the cause (see above) "
                  f"and run `fab restore` again")
-    return RestoreFailed(f"the restored database did not come up; PostgreSQL says: {reason}", state)
+    return RestoreFailed(f"the restore failed, so the previous data was put back: {cause}", state)
 
 
 def _after_db_failure(site: Site, exc: BaseException) -> RestoreFailed:
