@@ -248,7 +248,8 @@ def test_token_set_subset_trap_is_avoided() -> None:
     left = frame("left", {"id": 1, "amount": 1000, "cp": "ACME"})
     right = frame("right", {"id": 1, "amount": 1000, "text": "ACME invoice 4711 for consulting services in March"})
     assert match(left, right, only(FuzzyRule())).pairs.height == 0
-    assert match(left, right, only(FuzzyRule(scorer="token_set_ratio"))).pairs.height == 1
+    # with the shared-word guard off, token_set_ratio alone pairs them
+    assert match(left, right, only(FuzzyRule(scorer="token_set_ratio", min_shared_words=1))).pairs.height == 1
 
 
 # ---------------------------------------------------------------- whole result
@@ -358,3 +359,100 @@ def test_similarity_cutoffs_change_no_result() -> None:
                 expected[(l, r)] = round(mean, 4)
     assert dict(zip(zip(got.get_column("left_id").to_list(), got.get_column("right_id").to_list()),
                     got.get_column("similarity").to_list())) == expected
+
+
+# ---------------------------------------------------------------- the default rule set (issue 12)
+
+
+@pytest.mark.parametrize(
+    ("left_amount", "right_amount"),
+    [(-120_000, -118_500), (5_000, 5_002), (5_000, 9_000)],
+    ids=["fee-deducted", "two-cents", "partial"],
+)
+def test_defaults_link_same_reference_amount_beyond_tolerance_as_discrepancy(left_amount: int, right_amount: int) -> None:
+    left = frame("left", {"id": 1, "amount": left_amount, "ref": "INV-77"})
+    right = frame("right", {"id": 1, "amount": right_amount, "ref": "inv 77", "day": 1})
+    result = match(left, right)
+    assert pairs(result) == [(1, 1, "amount_discrepancy", "suggested")]
+    assert result.unmatched_left.height == 0 and result.unmatched_right.height == 0
+    row = result.pairs.row(0, named=True)
+    assert row["amount_delta_minor"] == right_amount - left_amount
+    assert row["criteria"].startswith("reference,currency,amount_beyond_tolerance")
+    amount = result.discrepancies.filter(pl.col("field") == "amount").select("left_id", "right_id", "rule", "delta").rows()
+    assert amount == [(1, 1, "amount_discrepancy", right_amount - left_amount)]
+
+
+def test_defaults_never_link_a_reference_across_signs() -> None:
+    left = frame("left", {"id": 1, "amount": 5_000, "ref": "INV-77"})
+    right = frame("right", {"id": 1, "amount": -5_000, "ref": "INV-77"})
+    result = match(left, right)
+    assert result.pairs.height == 0 and result.unmatched_left.height == 1 and result.unmatched_right.height == 1
+
+
+def test_defaults_keep_a_split_payment_whole_rather_than_a_discrepancy() -> None:
+    left = frame("left", {"id": 1, "amount": 1000, "ref": "BATCH-1"})
+    right = frame("right", {"id": 1, "amount": 600, "ref": "BATCH-1"}, {"id": 2, "amount": 400, "ref": "batch 1", "day": 1})
+    result = match(left, right)
+    assert result.pairs.height == 0
+    assert result.groups.select("rule", "one_id", "many_ids").rows() == [("group", 1, [1, 2])]
+
+
+@pytest.mark.parametrize("currency", ["EUR", "JPY", "KWD"])
+@pytest.mark.parametrize("delta", [1, -1], ids=["plus-one", "minus-one"])
+@pytest.mark.parametrize("ref", ["INV-9", None], ids=["keyed", "keyless"])
+def test_defaults_accept_a_minor_unit_difference(currency: str, delta: int, ref: str | None) -> None:
+    left = frame("left", {"id": 1, "amount": -10_000, "ref": ref, "ccy": currency})
+    right = frame("right", {"id": 1, "amount": -10_000 + delta, "ref": ref, "ccy": currency, "day": 1})
+    result = match(left, right)
+    rule = "reference" if ref else "amount_date"
+    assert pairs(result) == [(1, 1, rule, "confirmed")]
+    assert result.pairs.row(0, named=True)["amount_delta_minor"] == delta
+    assert result.discrepancies.filter(pl.col("field") == "amount").get_column("delta").to_list() == [delta]
+
+
+@pytest.mark.parametrize(
+    ("left_text", "right_text"),
+    [("fee umbrella", "umbrella"), ("FEE UMBRELLA", "Umbrella"), ("umbrella", "Umbrella refund")],
+    ids=["fee-memo", "case", "refund-memo"],
+)
+def test_default_fuzzy_never_pairs_on_one_shared_word(left_text: str, right_text: str) -> None:
+    # amounts 1 % apart (beyond the 1-cent tolerance, within fuzzy's 2 %), dates 2 days apart
+    left = frame("left", {"id": 1, "amount": -50_000, "text": left_text})
+    right = frame("right", {"id": 1, "amount": -49_500, "text": right_text, "day": 2})
+    assert match(left, right).pairs.height == 0
+
+
+def test_default_fuzzy_ignores_a_name_many_lines_share() -> None:
+    # "Pied Piper" is on many unmatched lines of both sides: a name, not evidence of one transaction
+    crowd = [{"id": i, "amount": -1_000_000 * i, "cp": "Pied Piper Labs Inc", "day": i} for i in range(2, 8)]
+    left = frame("left", {"id": 1, "amount": -50_000, "text": "FEE PIED PIPER"}, *crowd)
+    right = frame("right", {"id": 1, "amount": -49_500, "text": "Pied Piper", "day": 2},
+                  *[{**row, "amount": row["amount"] - 500_000} for row in crowd])
+    assert match(left, right).pairs.height == 0
+    alone = match(left.head(1), right.head(1))  # with no crowd the two shared words count
+    assert pairs(alone) == [(1, 1, "fuzzy", "suggested")]
+
+
+def test_default_fuzzy_still_pairs_shared_invoice_text() -> None:
+    crowd = [{"id": i, "amount": -1_000_000 * i, "cp": "ACME GmbH", "text": f"order {i}", "day": i} for i in range(2, 8)]
+    left = frame("left", {"id": 1, "amount": -100_000, "cp": "ACME GmbH", "text": "SEPA ACME GMBH INVOICE 4711"}, *crowd)
+    right = frame("right", {"id": 1, "amount": -99_000, "cp": "Acme GmbH", "text": "acme gmbh invoice 4711", "day": 3},
+                  *[{**row, "amount": row["amount"] - 500_000, "text": f"other {row['id']}"} for row in crowd])
+    assert pairs(match(left, right)) == [(1, 1, "fuzzy", "suggested")]
+
+
+def test_match_rate_is_the_confirmed_share_of_all_records() -> None:
+    from app.engine import match_rate
+
+    left = frame("left", {"id": 1, "amount": 1000, "ref": "A"}, {"id": 2, "amount": 5000, "ref": "B"}, {"id": 3, "amount": 77})
+    right = frame("right", {"id": 1, "amount": 1000, "ref": "A"}, {"id": 2, "amount": 5400, "ref": "B"})
+    result = match(left, right)
+    assert pairs(result) == [(1, 1, "reference", "confirmed"), (2, 2, "amount_discrepancy", "suggested")]
+    # 2 of 5 records are confirmed; the discrepancy pair waits for a person
+    assert result.match_rate == pytest.approx(2 / 5)
+    assert match_rate(result.counts()) == result.match_rate
+    # the API's /summary counts (no totals) give the same figure from the same definition
+    live = {"confirmed_left": 4, "confirmed_right": 5, "suggested_left": 1, "suggested_right": 1,
+            "unmatched_left": 1, "unmatched_right": 1}
+    assert match_rate(live) == pytest.approx(9 / 13)
+    assert match_rate({}) == 1.0

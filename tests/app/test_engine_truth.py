@@ -1,4 +1,9 @@
-"""The engine against generated data with planted truth: precision/recall, determinism, accounting."""
+"""The engine against generated data with planted truth: precision/recall per kind, determinism, accounting.
+
+Both sides go through the CSV importer first (format, delimiter, columns and dates detected;
+decimal point with English headers, decimal comma with German ones) and are matched with the
+default rules: what an upload with no configuration gets.
+"""
 
 from __future__ import annotations
 
@@ -8,38 +13,42 @@ import pytest
 from app import datagen
 from app.engine import ReferenceRule, RuleSet, match
 
+TARGET = 0.99
+"""Precision and recall every planted kind must reach (issue 12), here at 10,000 records per
+side; the benchmark shows the same table at 100,000."""
+
 
 @pytest.fixture(scope="module")
-def dataset() -> datagen.Dataset:
-    return datagen.generate(20_000, seed=11)
+def generated() -> datagen.Dataset:
+    return datagen.generate(10_000, seed=11)
+
+
+@pytest.fixture(scope="module", params=[".", ","], ids=["decimal-point", "decimal-comma"])
+def dataset(request: pytest.FixtureRequest, generated: datagen.Dataset) -> datagen.Dataset:
+    return datagen.through_importer(generated, decimal=request.param)
 
 
 @pytest.fixture(scope="module")
 def result(dataset: datagen.Dataset):  # noqa: ANN201
-    return match(dataset.left, dataset.right, datagen.rules())
+    return match(dataset.left, dataset.right)
 
 
 @pytest.fixture(scope="module")
 def scores(dataset: datagen.Dataset, result) -> dict[str, dict[str, float]]:  # noqa: ANN001
-    return {row["rule"]: row for row in datagen.evaluate(dataset, result).iter_rows(named=True)}
+    return {row["kind"]: row for row in datagen.evaluate(dataset, result).iter_rows(named=True)}
 
 
-def test_every_planted_exact_pair_is_found_by_the_reference_rule(scores: dict[str, dict[str, float]]) -> None:
-    assert scores["reference"]["planted"] > 15_000
-    assert scores["reference"]["precision"] == 1.0
-    assert scores["reference"]["recall"] == 1.0
+def test_import_keeps_ids_and_values(generated: datagen.Dataset, dataset: datagen.Dataset) -> None:
+    columns = ["id", "reference", "amount_minor", "currency", "booking_date", "value_date", "counterparty", "description"]
+    assert dataset.left.select(columns).equals(generated.left.select(columns))
+    assert dataset.right.select(columns).equals(generated.right.select(columns))
 
 
-@pytest.mark.parametrize(
-    ("rule", "floor"),
-    [("group", 0.99), ("amount_date", 0.99), ("subset_sum", 0.97), ("fuzzy", 0.97), ("unmatched", 0.97)],
-)
-def test_other_rules_find_what_was_planted(scores: dict[str, dict[str, float]], rule: str, floor: float) -> None:
-    # keyless and subset matching are ambiguous by nature (see app.datagen); the floors are
-    # below the measured values (1.0 / 0.99+) with room for a different seed, not for a bug
-    assert scores[rule]["planted"] > 0
-    assert scores[rule]["precision"] >= floor, scores[rule]
-    assert scores[rule]["recall"] >= floor, scores[rule]
+@pytest.mark.parametrize("kind", datagen.KINDS)
+def test_default_rules_find_every_planted_kind(scores: dict[str, dict[str, float]], kind: str) -> None:
+    row = scores[kind]
+    assert row["planted"] >= 50, row
+    assert row["precision"] >= TARGET and row["recall"] >= TARGET, row
 
 
 def test_no_record_used_twice_and_none_lost(dataset: datagen.Dataset, result) -> None:  # noqa: ANN001
@@ -66,14 +75,16 @@ def test_summary_adds_up(dataset: datagen.Dataset, result) -> None:  # noqa: ANN
 
 def test_same_input_in_any_row_order_gives_the_same_output(dataset: datagen.Dataset, result) -> None:  # noqa: ANN001
     again = match(dataset.left.sample(fraction=1.0, shuffle=True, seed=1),
-                  dataset.right.sample(fraction=1.0, shuffle=True, seed=2), datagen.rules())
+                  dataset.right.sample(fraction=1.0, shuffle=True, seed=2))
     for name in ("pairs", "groups", "unmatched_left", "unmatched_right", "discrepancies", "summary"):
         assert getattr(again, name).equals(getattr(result, name)), name
 
 
-def test_exact_pass_alone_matches_only_keyed_pairs(dataset: datagen.Dataset) -> None:
-    alone = match(dataset.left, dataset.right, RuleSet(rules=[ReferenceRule()], tolerances=datagen.TOLERANCES))
-    planted = dataset.truth_pairs.filter(pl.col("rule") == "reference").select("left_id", "right_id").sort("left_id")
+def test_exact_pass_alone_matches_only_exact_and_tolerance_pairs(dataset: datagen.Dataset) -> None:
+    alone = match(dataset.left, dataset.right, RuleSet(rules=[ReferenceRule()]))
+    planted = (
+        dataset.truth_pairs.filter(pl.col("kind").is_in(["exact", "tolerance"])).select("left_id", "right_id").sort("left_id")
+    )
     assert alone.pairs.select("left_id", "right_id").equals(planted)
 
 

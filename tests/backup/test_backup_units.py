@@ -156,3 +156,44 @@ def test_cron_schedule_refuses_a_secret_in_the_environment(tmp_path):
     with pytest.raises(BadInput, match="RECON_BACKUP__CIPHER_PASS") as exc:
         schedule.render(spec, environ={"RECON_BACKUP__CIPHER_PASS": "hunter2"})
     assert "hunter2" not in str(exc.value)
+
+
+class _Listing:
+    """An executor whose `find` prints a repository's archive listing (name mtime)."""
+
+    def __init__(self, lines: list[str]):
+        self.lines = lines
+
+    def run(self, cmd, **kw):
+        from ops.executors import Result
+        return Result(cmd, 0, "\n".join(self.lines) + "\n", "", 0.0, "test")
+
+
+def _backup(wal_start: str, stop: float):
+    from ops.backup.pgbackrest import BackupInfo
+    return BackupInfo("20260101-000000F", "full", 1, stop - 5, stop, None, None, wal_start, wal_start, 0, 0, None)
+
+
+def _pgb(lines, tmp_path):
+    from infra.layout import LocalLayout
+    from infra.pgbackrest import BackupPaths
+    from ops.backup.pgbackrest import PgBackRest
+    return PgBackRest(_Listing(lines), BackupPaths.of(LocalLayout(StackSpec(state_dir=tmp_path))), "recon")
+
+
+def test_wal_coverage_ends_at_the_first_missing_segment(tmp_path):
+    sha = "0" * 40
+    lines = [f"00000001000000000000000{n}-{sha}.zst {1000 + 10 * n}.0" for n in (3, 4, 5, 7, 8)]
+    lines += ["00000002.history 1100.0", f"000000010000000000000006.partial-{sha}.zst 1061.0"]
+    low, high, missing = _pgb(lines, tmp_path).wal_coverage(_backup("000000010000000000000003", 1031.0))
+    assert (low, high, missing) == (1031.0, 1050.0, "0000000000000006")
+
+
+def test_wal_coverage_follows_a_timeline_switch_without_a_gap(tmp_path):
+    sha = "0" * 40
+    lines = [f"000000010000000000000003-{sha}.zst 1030.0", f"000000010000000000000004-{sha}.zst 1040.0",
+             f"000000020000000000000004-{sha}.zst 1045.0", f"000000020000000000000005-{sha}.zst 1050.0",
+             f"000000020000000000000100-{sha}.zst 1060.0"]
+    # a segment far ahead of 5: the archive misses 6.., the coverage ends at 5
+    low, high, missing = _pgb(lines, tmp_path).wal_coverage(_backup("000000010000000000000003", 1031.0))
+    assert (high, missing) == (1050.0, "0000000000000006")

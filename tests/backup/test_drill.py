@@ -167,3 +167,72 @@ def test_run_log_records_each_step_without_secrets(drill):
     assert oct((spec.state_path / "secrets" / "pgbackrest" / "cipher.conf").stat().st_mode)[-3:] == "600"
     prom = (spec.state_path / "data" / "node-exporter" / "recon_backup_daily.prom").read_text()
     assert 'recon_backup_last_success_timestamp_seconds{stack="local",tier="daily"}' in prom
+
+
+def _archived(spec) -> list:
+    import re
+    arch = spec.state_path / "data" / "backup" / "pgbackrest" / "repo1" / "archive" / spec.backup.stanza
+    return sorted((p for p in arch.rglob("0*") if re.match(r"^[0-9A-F]{24}-", p.name)), key=lambda p: p.name[8:24])
+
+
+def _new_segments(spec, n: int) -> str:
+    """Write WAL and switch ``n`` times; returns the last segment, once it is archived."""
+    for _ in range(n):
+        psql(spec, "SELECT pg_logical_emit_message(false, 'drill', 'gap')")
+        last = psql(spec, "SELECT pg_walfile_name(pg_switch_wal() - 1)")
+    deadline = time.monotonic() + 60
+    while psql(spec, "SELECT last_archived_wal FROM pg_stat_archiver") < last:
+        assert time.monotonic() < deadline, "segments not archived"
+        time.sleep(0.2)
+    return last
+
+
+def test_restore_refuses_a_target_past_a_gap_in_the_archived_wal(drill):
+    """WAL that never reached the repository: the dry run and the real run refuse a target past
+    it, name the covered range and the first missing segment, and change nothing."""
+    env, spec = drill
+    fab(env, "backup", "--full")
+    _new_segments(spec, 3)
+    hidden = _archived(spec)[-2]
+    aside = hidden.with_name(hidden.name + ".aside")
+    hidden.rename(aside)
+    try:
+        before = fingerprint(env)
+        for extra in (["--dry-run"], ["--yes"]):
+            res = fab(env, "restore", "--target-time", iso(time.time() - 1), *extra, check=False)
+            assert res.returncode == 2, res.stderr[-1500:]
+            assert "outside the recoverable window" in res.stderr
+            assert f"WAL from segment {hidden.name[8:24]} on never reached the repository" in res.stderr
+            assert "stop the application" not in res.stderr
+        assert fingerprint(env) == before
+    finally:
+        aside.rename(hidden)
+
+
+def test_a_restore_that_cannot_recover_puts_everything_back_and_quotes_postgresql(drill):
+    """A damaged WAL segment in the repository: recovery ends before the target. The previous data
+    directory is back, earlier pre-restore copies are kept, PostgreSQL's own words are in the error."""
+    env, spec = drill
+    fab(env, "backup", "--full")
+    _new_segments(spec, 2)
+    target = time.time()
+    time.sleep(1)
+    _new_segments(spec, 1)
+    data = spec.state_path / "data" / "postgres-primary"
+    copies = sorted(p.name for p in data.parent.glob("postgres-primary.pre-restore-*"))
+    rows_before = psql(spec, "SELECT count(*) FROM reconciliations")
+    damaged = _archived(spec)[-2]
+    original = damaged.read_bytes()
+    damaged.write_bytes(b"\0" * len(original))
+    try:
+        res = fab(env, "restore", "--yes", "--target-time", iso(target), check=False)
+    finally:
+        damaged.write_bytes(original)
+    assert res.returncode == 1, res.stderr[-2000:]
+    assert "previous data was put back" in res.stderr
+    assert "PostgreSQL says:" in res.stderr and "FATAL" in res.stderr
+    assert "earlier pre-restore copies are untouched" in res.stderr
+    kept = sorted(p.name for p in data.parent.glob("postgres-primary.pre-restore-*"))
+    assert set(copies) <= set(kept), "an earlier safety copy was removed by a restore that failed"
+    assert psql(spec, "SELECT count(*) FROM reconciliations") == rows_before
+    assert fab(env, "status", check=False).returncode == 0
