@@ -35,6 +35,7 @@ from app.engine.result import (
     MatchResult,
 )
 from app.engine.rules import (
+    DEFAULT_TOLERANCES,
     AmountDateRule,
     FuzzyRule,
     GroupRule,
@@ -61,6 +62,7 @@ def match(left: pl.DataFrame, right: pl.DataFrame, rules: RuleSet | None = None)
 
 __all__ = [
     "AmountDateRule",
+    "DEFAULT_TOLERANCES",
     "DISCREPANCIES_SCHEMA",
     "FuzzyRule",
     "GROUPS_SCHEMA",

@@ -45,7 +45,12 @@ def empty_pairs() -> pl.DataFrame:
 def pair_criteria(rule: PairRule) -> dict[int, str]:
     """The criteria strings of `rule`'s pairs, by criteria code."""
     fixed = {"reference": ["reference", "currency"], "fuzzy": ["text_similar", "currency"]}.get(rule.kind, ["currency"])
-    return criteria_table(fixed)
+    return criteria_table(fixed, within="beyond_tolerance" if _beyond(rule) else "within_tolerance")
+
+
+def _beyond(rule: PairRule) -> bool:
+    """Whether `rule` pairs amounts *beyond* its tolerance (a discrepancy rule)."""
+    return isinstance(rule, ReferenceRule) and rule.amounts == "beyond_tolerance"
 
 
 def pair_rule(
@@ -120,7 +125,7 @@ def _scored(
     if isinstance(rule, FuzzyRule):
         cands = with_similarity(rule, _deltas(cands, tolerances, window).collect(), work_left, work_right)
         return cands.with_columns(score=(score * pl.col("similarity")).round(6))
-    return _deltas(cands, tolerances, window).with_columns(score=score.round(6)).collect()
+    return _deltas(cands, tolerances, window, beyond=_beyond(rule)).with_columns(score=score.round(6)).collect()
 
 
 def _assigned(cands: pl.DataFrame) -> pl.LazyFrame:
@@ -182,11 +187,17 @@ def _pair_select() -> list[pl.Expr]:
     ]
 
 
-def _deltas(cands: pl.DataFrame | pl.LazyFrame, tolerances: pl.DataFrame, window: int) -> pl.LazyFrame:
+def _deltas(
+    cands: pl.DataFrame | pl.LazyFrame, tolerances: pl.DataFrame, window: int, *, beyond: bool = False
+) -> pl.LazyFrame:
     """Add _da/_dd (right - left), their magnitudes and `allowed`; keep what passes.
 
     With absolute tolerances only (the usual case) `allowed` is a per-currency constant looked
     up from a tiny map; the exact relative formula needs the tolerance columns joined in.
+
+    `beyond` keeps the other pairs: amounts of the same sign more than `allowed` apart. Their
+    `allowed` then becomes ``max(|left|, |right|)``, the largest difference two amounts of one
+    sign can have, so that the score still measures how much of it the pair uses.
     """
     lazy = cands.lazy()
     if tolerances.get_column("tol_num").max() == 0:
@@ -198,12 +209,15 @@ def _deltas(cands: pl.DataFrame | pl.LazyFrame, tolerances: pl.DataFrame, window
     else:
         lazy = lazy.join(tolerances.lazy(), on="currency", how="left")
         allowed = allowed_delta(pl.col("la"), pl.col("ra"))
-    return (
-        lazy.with_columns(
-            _da=pl.col("ra") - pl.col("la"),
-            _dd=(pl.col("rd") - pl.col("ld")).cast(pl.Int64),
-            allowed=allowed,
-        )
-        .with_columns(_abs_da=pl.col("_da").abs(), _abs_dd=pl.col("_dd").abs())
-        .filter((pl.col("_abs_da") <= pl.col("allowed")) & (pl.col("_abs_dd") <= window))
-    )
+    lazy = lazy.with_columns(
+        _da=pl.col("ra") - pl.col("la"),
+        _dd=(pl.col("rd") - pl.col("ld")).cast(pl.Int64),
+        allowed=allowed,
+    ).with_columns(_abs_da=pl.col("_da").abs(), _abs_dd=pl.col("_dd").abs())
+    if not beyond:
+        return lazy.filter((pl.col("_abs_da") <= pl.col("allowed")) & (pl.col("_abs_dd") <= window))
+    return lazy.filter(
+        (pl.col("_abs_da") > pl.col("allowed"))
+        & (pl.col("la").sign() == pl.col("ra").sign())
+        & (pl.col("_abs_dd") <= window)
+    ).with_columns(allowed=pl.max_horizontal(pl.col("la").abs(), pl.col("ra").abs()))

@@ -4,8 +4,9 @@ A :class:`RuleSet` holds rules in priority order. Each rule sees only the record
 rules before it left unmatched, so put the strictest rule first. Kinds::
 
     Rule (discriminated by `kind`)
-     ├── ReferenceRule   "reference"   same reference and currency, amount within tolerance,
-     │                                 booking date within the window
+     ├── ReferenceRule   "reference"   same reference and currency, amount within tolerance (or,
+     │                                 with amounts="beyond_tolerance", beyond it: a discrepancy
+     │                                 pair), booking date within the window
      ├── AmountDateRule  "amount_date" no key: same currency, amount within tolerance, date within
      │                                 the window
      ├── GroupRule       "group"       one record = the sum of several on the other side that share
@@ -18,7 +19,8 @@ rules before it left unmatched, so put the strictest rule first. Kinds::
 Tolerances (:class:`Tolerance`) are per currency: an amount difference is accepted when
 ``|right - left| <= max(absolute_minor, floor(relative * max(|left|, |right|)))``. Look-up order
 for a currency: the rule's own `tolerances`, else the set's, by currency code then ``"*"``;
-nothing found means exact amounts only.
+nothing found means exact amounts only. The set's default is :data:`DEFAULT_TOLERANCES`: one
+minor unit for every currency (a rounding difference); a table you give replaces it.
 
 The trap: a tolerance is in *minor units of the record's currency*. ``absolute_minor=5`` is five
 cents in EUR but five yen in JPY and five fils (0.005) in KWD; set tolerances per currency.
@@ -107,11 +109,18 @@ class ReferenceRule(_Rule):
     ``"inv0042"``); ``"casefold"`` trims and upper-cases; ``"exact"`` compares verbatim.
     A reference that occurs more than `max_key_repeats` times on one side is not an identifier
     (``"SALARY"``); such records are left to later rules instead of exploding the join.
+
+    `amounts`: ``"within_tolerance"`` (the usual); ``"beyond_tolerance"`` takes the other pairs of
+    the same key: amounts of the same sign that differ by *more* than the tolerance. Such a pair
+    is a discrepancy pair: linked, its amount difference listed in the discrepancies. Trap: the
+    default set runs it after the group rules, or it would take one part of a split payment
+    that shares its reference with the whole.
     """
 
     kind: Literal["reference"] = "reference"
     normalize: Literal["alnum", "casefold", "exact"] = "alnum"
     max_key_repeats: int = Field(100, ge=1)
+    amounts: Literal["within_tolerance", "beyond_tolerance"] = "within_tolerance"
 
 
 class AmountDateRule(_Rule):
@@ -210,31 +219,40 @@ Rule = Annotated[
 def default_rules() -> list[Rule]:
     """The rules an unconfigured reconciliation runs, most reliable first.
 
-    Blocked rules run before the unblocked keyless one: reference, group by reference, and the
-    subset search among lines of the same counterparty. Otherwise a keyless amount+date match
-    takes one part of a split payment (small amounts collide often in a large month) and the
-    whole group is lost. Fuzzy (suggestions only) runs last.
+    Blocked rules run before the unblocked keyless one: reference, group by reference, the
+    subset search among lines of the same counterparty, then the same reference with amounts
+    beyond the tolerance (``amount_discrepancy``, suggested). Otherwise a keyless amount+date
+    match takes one part of a split payment (small amounts collide often in a large month) and
+    the whole group is lost. Fuzzy (suggestions only) runs last.
     """
     return [
         ReferenceRule(),
         GroupRule(),
         SubsetSumRule(),
+        ReferenceRule(name="amount_discrepancy", amounts="beyond_tolerance", status="suggested"),
         AmountDateRule(),
         FuzzyRule(tolerances={"*": Tolerance(relative=Decimal("0.02"))}),
     ]
 
 
+DEFAULT_TOLERANCES: Tolerances = {"*": Tolerance(absolute_minor=1)}
+"""One minor unit for every currency (a cent, a yen, a fils): the rounding difference two
+systems produce. Anything more is a discrepancy pair when the reference agrees."""
+
+
 class RuleSet(BaseModel):
     """Rules in priority order plus per-currency tolerances.
 
-    The default is deliberately strict on money: exact amounts for every confirming rule, a 2 %
-    tolerance only for the fuzzy rule, whose pairs are suggestions.
+    The default is strict on money: one minor unit (:data:`DEFAULT_TOLERANCES`) for every
+    confirming rule, a 2 % tolerance only for the fuzzy rule, whose pairs are suggestions.
+    Tolerances you give *replace* the default table: ``{"EUR": ...}`` alone leaves every other
+    currency exact; add ``"*"`` to cover them.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     rules: list[Rule] = Field(default_factory=default_rules)
-    tolerances: Tolerances = Field(default_factory=dict)
+    tolerances: Tolerances = Field(default_factory=lambda: dict(DEFAULT_TOLERANCES))
 
     @field_validator("tolerances")
     @classmethod

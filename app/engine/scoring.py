@@ -78,17 +78,20 @@ def with_similarity(
     )
 
 
-def criteria_table(fixed: list[str], words: tuple[str, str] = ("amount", "date")) -> dict[int, str]:
+def criteria_table(
+    fixed: list[str], words: tuple[str, str] = ("amount", "date"), within: str = "within_tolerance"
+) -> dict[int, str]:
     """The 8 possible comma-separated criteria strings of a rule, by :func:`criteria_code`.
 
-    Building strings row by row costs seconds on a million pairs; a 3-bit code per row and a
-    lookup at the end cost milliseconds.
+    `within` names an amount that is not exact: ``within_tolerance``, or ``beyond_tolerance``
+    for a discrepancy rule. Building strings row by row costs seconds on a million pairs; a
+    3-bit code per row and a lookup at the end cost milliseconds.
     """
     amount, date = words
     table = {}
     for code in range(8):
         parts = list(fixed)
-        parts.append(f"{amount}_exact" if code & 4 else f"{amount}_within_tolerance")
+        parts.append(f"{amount}_exact" if code & 4 else f"{amount}_{within}")
         parts.append(f"{date}_exact" if code & 2 else f"{date}_within_window")
         if code & 1:
             parts.append("unique_candidate")
