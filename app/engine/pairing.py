@@ -23,7 +23,7 @@ import polars as pl
 from app.engine.assignment import assign_pairs, rank
 from app.engine.candidates import allowed_delta, band_join, text_key_join
 from app.engine.rules import AmountDateRule, FuzzyRule, ReferenceRule
-from app.engine.scoring import closeness, criteria_code, criteria_table, with_similarity
+from app.engine.scoring import closeness, criteria_code, criteria_table, with_shared_words, with_similarity
 
 PairRule = ReferenceRule | AmountDateRule | FuzzyRule
 
@@ -124,6 +124,7 @@ def _scored(
     score = closeness(rule.kind, window)
     if isinstance(rule, FuzzyRule):
         cands = with_similarity(rule, _deltas(cands, tolerances, window).collect(), work_left, work_right)
+        cands = with_shared_words(rule, cands, work_left, work_right)
         return cands.with_columns(score=(score * pl.col("similarity")).round(6))
     return _deltas(cands, tolerances, window, beyond=_beyond(rule)).with_columns(score=score.round(6)).collect()
 

@@ -192,6 +192,14 @@ class FuzzyRule(_Rule):
     ``token_sort_ratio``. The trap it avoids: ``token_set_ratio`` alone scores 100 whenever one
     text's words are a subset of the other's, so a bare counterparty name ("ACME GMBH") would
     equal every ACME invoice line.
+
+    A score is not evidence by itself: short texts that share a name score high ("FEE UMBRELLA"
+    against "UMBRELLA": 0.9). So a pair must also share at least `min_shared_words` words
+    (letters and digits), and at least one shared word must be *distinctive*: on at most
+    `common_word_lines` of the lines the rule sees on each side. A name on many lines
+    ("PIED PIPER"), "SEPA" or "INVOICE" says nothing about which line is which; an invoice
+    number does. ``common_word_lines=None`` switches the second check off. Trap: among a handful
+    of lines every word is rare, so on small inputs only `min_shared_words` protects.
     """
 
     kind: Literal["fuzzy"] = "fuzzy"
@@ -201,6 +209,8 @@ class FuzzyRule(_Rule):
     scorer: Literal["balanced", "token_set_ratio", "token_sort_ratio", "ratio", "partial_ratio", "WRatio"] = "balanced"
     min_similarity: float = Field(0.8, ge=0.0, le=1.0)
     max_candidates: int = Field(50, ge=1, le=10_000)
+    min_shared_words: int = Field(2, ge=1, le=20)
+    common_word_lines: int | None = Field(3, ge=1)
 
     @field_validator("fields")
     @classmethod

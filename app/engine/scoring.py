@@ -8,6 +8,9 @@ with base 1.0 (reference), 0.9 (amount_date), 0.85 (group), 0.8 (subset_sum, min
 member beyond two) and 0.7 * similarity (fuzzy). An exact pair on the same day scores the base.
 The score orders candidates within a rule; across rules, priority decides, not the score.
 
+A fuzzy candidate also needs evidence beyond its score (:func:`with_shared_words`): enough
+shared words, one of them distinctive.
+
 The expressions read the candidate columns ``_abs_da`` (|amount delta|), ``_abs_dd`` (|date
 delta|), ``allowed`` (the tolerance in minor units), ``_da`` (signed amount delta) and
 ``_unique`` (no rival candidate).
@@ -17,7 +20,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from app.engine.candidates import normalise_text
+from app.engine.candidates import EXPLODE, normalise_text
 from app.engine.rules import FuzzyRule
 
 BASE = {"reference": 1.0, "amount_date": 0.9, "group": 0.85, "subset_sum": 0.8, "fuzzy": 0.7}
@@ -42,11 +45,7 @@ def with_similarity(
     from rapidfuzz import fuzz, process
 
     def texts(work: pl.DataFrame, id_name: str) -> pl.DataFrame:
-        parts = [normalise_text(pl.col(f), "casefold") for f in rule.fields]
-        return work.select(
-            pl.col("id").alias(id_name),
-            pl.concat_str(parts, separator=" ", ignore_nulls=True).fill_null("").alias(f"_text_{id_name}"),
-        )
+        return work.select(pl.col("id").alias(id_name), _text(rule).alias(f"_text_{id_name}"))
 
     cands = cands.join(texts(work_left, "left_id"), on="left_id").join(texts(work_right, "right_id"), on="right_id")
     if cands.height == 0:
@@ -76,6 +75,56 @@ def with_similarity(
         .filter(pl.col("similarity") >= rule.min_similarity)
         .drop("_text_left_id", "_text_right_id")
     )
+
+
+def _text(rule: FuzzyRule) -> pl.Expr:
+    """The text a fuzzy rule compares: its fields, normalised ("casefold") and joined."""
+    parts = [normalise_text(pl.col(f), "casefold") for f in rule.fields]
+    return pl.concat_str(parts, separator=" ", ignore_nulls=True).fill_null("")
+
+
+_WORD = r"[\p{L}\p{N}]+"
+
+
+def with_shared_words(
+    rule: FuzzyRule, cands: pl.DataFrame, work_left: pl.DataFrame, work_right: pl.DataFrame
+) -> pl.DataFrame:
+    """The candidates whose texts share at least ``rule.min_shared_words`` words, one of them
+    distinctive: on at most ``rule.common_word_lines`` lines of each side's `work` frame.
+
+    Words are runs of letters and digits of the normalised text. The candidates are few by now
+    (they passed the similarity); the word counts cover every line the rule sees.
+    """
+    if cands.height == 0:
+        return cands
+    left_words, right_words = _words(rule, work_left), _words(rule, work_right)
+    shared = (
+        cands.select("left_id", "right_id")
+        .join(left_words.rename({"id": "left_id", "_words": "_lw"}), on="left_id")
+        .join(right_words.rename({"id": "right_id", "_words": "_rw"}), on="right_id")
+        .select("left_id", "right_id", _shared=pl.col("_lw").list.set_intersection("_rw"))
+        .filter(pl.col("_shared").list.len() >= rule.min_shared_words)
+    )
+    if rule.common_word_lines is not None:
+        common = pl.concat([_common(left_words, rule.common_word_lines), _common(right_words, rule.common_word_lines)])
+        shared = (
+            shared.explode("_shared", **EXPLODE)
+            .join(common, left_on="_shared", right_on="word", how="anti")
+            .select("left_id", "right_id")
+            .unique()
+        )
+    return cands.join(shared.select("left_id", "right_id"), on=["left_id", "right_id"], how="semi")
+
+
+def _words(rule: FuzzyRule, work: pl.DataFrame) -> pl.DataFrame:
+    """Per line: id and ``_words``, the distinct words of its text."""
+    return work.select("id", _words=_text(rule).str.extract_all(_WORD).list.unique())
+
+
+def _common(words: pl.DataFrame, max_lines: int) -> pl.DataFrame:
+    """The words (column ``word``) found on more than `max_lines` lines."""
+    counts = words.select(word=pl.col("_words")).explode("word", **EXPLODE).group_by("word").len()
+    return counts.filter(pl.col("len") > max_lines).select("word")
 
 
 def criteria_table(
