@@ -33,6 +33,7 @@ from app.engine.result import (
     RULE_STATS_SCHEMA,
     SUMMARY_SCHEMA,
     MatchResult,
+    match_rate,
 )
 from app.engine.rules import (
     DEFAULT_TOLERANCES,
@@ -78,4 +79,5 @@ __all__ = [
     "Tolerance",
     "default_rules",
     "match",
+    "match_rate",
 ]

@@ -8,6 +8,7 @@ the other way round for a one-right group: ``delta = right - sum(left members)``
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import polars as pl
@@ -94,6 +95,22 @@ RULE_STATS_SCHEMA = pl.Schema(
 """Per rule: candidate pairs considered, matches made, and wall time (for tuning, not truth)."""
 
 
+def match_rate(counts: Mapping[str, int]) -> float:
+    """The match rate: the share of all records, both sides, that are in a *confirmed* match.
+
+    `counts` holds record counts by ``{status}_{side}``: ``confirmed_left``, ``confirmed_right``,
+    ``suggested_left``, ``suggested_right``, ``unmatched_left``, ``unmatched_right`` (missing
+    keys count 0), as :meth:`MatchResult.counts` returns them and as the API's ``/summary``
+    counts them live after review. Suggested matches, discrepancy pairs among them, wait for a
+    person and do not count as matched; confirming one raises the rate. With no records at all
+    the rate is 1.0. This is the one definition: every figure called match_rate comes from here.
+    """
+    statuses = ("confirmed", "suggested", "unmatched")
+    total = sum(counts.get(f"{status}_{side}", 0) for status in statuses for side in ("left", "right"))
+    confirmed = counts.get("confirmed_left", 0) + counts.get("confirmed_right", 0)
+    return confirmed / total if total else 1.0
+
+
 @dataclass(frozen=True)
 class MatchResult:
     """The outcome of :func:`app.engine.match`: pure data, nothing persisted.
@@ -141,14 +158,16 @@ class MatchResult:
 
     @property
     def match_rate(self) -> float:
-        """Share of all records (both sides) in a confirmed match, 0..1."""
-        c = self.counts()
-        total = c["total_left"] + c["total_right"]
-        return (c["confirmed_left"] + c["confirmed_right"]) / total if total else 1.0
+        """Share of all records (both sides) in a confirmed match, 0..1: see :func:`match_rate`."""
+        return match_rate(self.counts())
 
     @property
     def match_rate_with_suggested(self) -> float:
-        """Share of all records (both sides) in a confirmed or suggested match, 0..1."""
+        """Share of all records (both sides) in a confirmed or suggested match, 0..1.
+
+        Not a match rate (suggestions wait for review): the share linked at all. Kept while
+        app/jobs still records it; report :attr:`match_rate`.
+        """
         c = self.counts()
         total = c["total_left"] + c["total_right"]
         matched = c["confirmed_left"] + c["confirmed_right"] + c["suggested_left"] + c["suggested_right"]
