@@ -23,7 +23,13 @@ import polars as pl
 from app.engine.assignment import assign_pairs, rank
 from app.engine.candidates import allowed_delta, band_join, text_key_join
 from app.engine.rules import AmountDateRule, FuzzyRule, ReferenceRule
-from app.engine.scoring import closeness, criteria_code, criteria_table, with_shared_words, with_similarity
+from app.engine.scoring import (
+    closeness,
+    criteria_code,
+    criteria_table,
+    with_shared_words,
+    with_similarity,
+)
 
 PairRule = ReferenceRule | AmountDateRule | FuzzyRule
 
