@@ -7,7 +7,7 @@ PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || command -
 BIN := $(VENV)/bin
 STACK ?= local
 
-.PHONY: help deps venv up demo status down purge test test-unit bench clean
+.PHONY: help deps venv up demo status down test bench
 help:
 	@echo "make up      install everything, start the local stack, show it working"
 	@echo "make test    install everything, start the local stack, run all tests"
@@ -17,10 +17,13 @@ help:
 deps:
 	@sh ops/system-packages.sh
 
-$(BIN)/.installed: pyproject.toml
+# requirements.lock (pip-compile --generate-hashes, see docs/images.md) is the one source of
+# versions: this virtualenv, the app image and CI all install exactly it.
+$(BIN)/.installed: pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install -q --upgrade pip
-	@$(BIN)/python -m pip install -q -e '.[dev,bench]'
+	@$(BIN)/python -m pip install -q --require-hashes -r requirements.lock
+	@$(BIN)/python -m pip install -q --no-deps -e .
 	@touch $@
 
 # checkov pins versions that clash with the project's; it lives in a venv of its own.

@@ -56,31 +56,21 @@ def host(running_stack):
 SCRATCH = __import__("pathlib").Path(__file__).resolve().parent.parent / ".state"
 """Where throwaway stacks keep their state: traversable by the service user."""
 
-PORT_KEYS = ["POSTGRES__PORT", "REDIS__PORT", "REDIS__SENTINEL__PORT", "BACKEND__PORT", "NGINX__HTTP_PORT",
-             "NGINX__HTTPS_PORT", "PROMETHEUS__PORT", "ALERTMANAGER__PORT", "EXPORTERS__POSTGRES_PORT",
-             "EXPORTERS__REDIS_PORT", "EXPORTERS__NODE_PORT"]
-
-
 def isolated_stack_env(state_dir, offset: int) -> dict[str, str]:
     """Environment for a second, throwaway local stack: its own state dir, every port shifted
     by ``offset`` (e.g. 1000 or 2000) so it never touches the main stack `make test` started.
     Use it with ``fab up``/``fab down --purge --yes`` in tests that destroy things.
 
+    The port keys come from the service catalogue, the values from the spec's declared
+    defaults (whatever RECON_* the caller's shell exports).
+
     Trap: run as root, the services run as the ``recon`` user, which cannot enter pytest's
     0700 tmp dirs: put ``state_dir`` under :data:`SCRATCH` (``<repo>/.state/``) instead."""
-    from infra import spec as S
-
-    class base:  # the declared defaults, whatever RECON_* the caller's shell exports
-        postgres, redis, backend, nginx = S.PostgresSpec(), S.RedisSpec(), S.BackendSpec(), S.NginxSpec()
-        prometheus, alertmanager, exporters = S.PrometheusSpec(), S.AlertmanagerSpec(), S.ExportersSpec()
-    values = {
-        "POSTGRES__PORT": base.postgres.port, "REDIS__PORT": base.redis.port,
-        "REDIS__SENTINEL__PORT": base.redis.sentinel.port, "BACKEND__PORT": base.backend.port,
-        "NGINX__HTTP_PORT": base.nginx.http_port, "NGINX__HTTPS_PORT": base.nginx.https_port,
-        "PROMETHEUS__PORT": base.prometheus.port, "ALERTMANAGER__PORT": base.alertmanager.port,
-        "EXPORTERS__POSTGRES_PORT": base.exporters.postgres_port,
-        "EXPORTERS__REDIS_PORT": base.exporters.redis_port, "EXPORTERS__NODE_PORT": base.exporters.node_port,
-    }
-    env = {f"RECON_{k}": str(v + offset) for k, v in values.items()}
+    from infra import services
+    from infra.spec import StackSpec
+    defaults = StackSpec.model_construct(**{name: field.default for name, field in StackSpec.model_fields.items()})
+    local = {p.key for s in services.CATALOGUE if s.runs_on("local") for p in s.ports}
+    env = {"RECON_" + key.upper().replace(".", "__"): str(services.value(defaults, key) + offset)
+           for key in services.port_keys() if key in local}
     env["RECON_STATE_DIR"] = str(state_dir)
     return env

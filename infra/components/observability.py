@@ -132,6 +132,3 @@ class Observability(Concern):
         return {**super().outputs(), "prometheus": str(self.layout.endpoint("prometheus")),
                 "alertmanager": str(self.layout.endpoint("alertmanager"))}
 
-
-def grafana_template_dir() -> Path:
-    return GRAFANA

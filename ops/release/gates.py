@@ -45,10 +45,6 @@ class GateResult:
     query: str | None = None
     at: float = 0.0
 
-    @property
-    def passed(self) -> bool:
-        return self.verdict == "pass"
-
     def record(self) -> dict:
         return asdict(self)
 
