@@ -12,6 +12,11 @@ ROUTERS = (reconciliations, results, review, admin)
 
 
 def register(app: FastAPI) -> None:
-    """Attach the API routers to ``app``."""
+    """Attach the API routers to ``app``, then the UI's (``/ui``, left out of the OpenAPI document)."""
     for router in ROUTERS:
         app.include_router(router)
+    # Imported here, not at the top: app.ui's modules import app.web's, so importing app.ui
+    # first (a test, a benchmark) must not re-enter this module half-initialised.
+    from app.ui.views import router as ui
+
+    app.include_router(ui)

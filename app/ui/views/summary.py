@@ -1,0 +1,73 @@
+"""The summary page: counts and amounts (the API's live summary), match rate per rule, and the
+matched-vs-unmatched chart over booking dates (cached in Redis per run and review version)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from fastapi import Depends, HTTPException, Request
+from starlette.responses import Response
+
+from app.records import CURRENCY_EXPONENTS
+from app.ui import api, chart, queries
+from app.ui.render import page
+from app.ui.routing import signed_in
+from app.ui.session import UISession
+from app.ui.views.common import svc, ui_router
+
+router = ui_router()
+
+
+def _per_rule(summary: dict[str, Any], totals: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    records = sum(a["count"] for a in summary["amounts"])
+    engine = {r.get("rule"): r for r in (summary.get("engine") or [])}
+    rows: dict[str, dict[str, Any]] = {}
+    for t in totals:
+        row = rows.setdefault(t["rule"], {"rule": t["rule"], "matches": 0, "records": 0, "amounts": []})
+        row["matches"] += t["matches"]
+        row["records"] += t["left"] + t["right"]
+        row["amounts"].append((t["left_amount_minor"], t["currency"]))
+    for name in engine:
+        rows.setdefault(name, {"rule": name, "matches": 0, "records": 0, "amounts": []})
+    out = []
+    for name, row in rows.items():
+        row["rate"] = row["records"] / records if records else 0.0
+        row["engine"] = engine.get(name) or {}
+        out.append(row)
+    order = list(engine)
+    return sorted(out, key=lambda r: order.index(r["rule"]) if r["rule"] in order else len(order))
+
+
+def _chart(request: Request, recon_id: int, summary: dict[str, Any], currency: str) -> chart.Chart:
+    services = svc(request)
+    key = f"recon:ui:chart:{summary['run_id']}:{summary['review_version']}:{recon_id}:{currency}"
+    cached = services.cache.get_json(key)
+    if cached is None:
+        points = queries.amounts_by_date(services.require_db(), recon_id, summary["run_id"], currency)
+        cached = [[d.isoformat(), m, u] for d, m, u in points]
+        services.cache.set_json(key, cached, 3600)
+    return chart.build([(dt.date.fromisoformat(d), m, u) for d, m, u in cached], currency)
+
+
+@router.get("/reconciliations/{recon_id}/summary")
+def summary(recon_id: int, request: Request, session: UISession = Depends(signed_in("viewer"))) -> Response:
+    services = svc(request)
+    rec = api.reconciliation(services, session.principal, recon_id)
+    if rec["current_run_id"] is None:
+        return page(request, "summary.html", rec=rec, summary=None, rules=[], chart=None, currencies=[],
+                    currency=None)
+    data = api.summary(services, session.principal, recon_id)
+    currencies = sorted({a["currency"] for a in data["amounts"]},
+                        key=lambda c: -sum(a["count"] for a in data["amounts"] if a["currency"] == c))
+    currency = request.query_params.get("currency") or (currencies[0] if currencies else "EUR")
+    if currency not in CURRENCY_EXPONENTS:
+        raise HTTPException(422, f"currency {currency!r} is not an ISO 4217 code; one of {', '.join(currencies)}")
+    totals = queries.rule_totals(services.require_db(), data["run_id"])
+    table = {}
+    for a in data["amounts"]:
+        row = table.setdefault((a["currency"], a["side"]), {"currency": a["currency"], "side": a["side"]})
+        row[a["status"]] = a
+    return page(request, "summary.html", rec=rec, summary=data, rules=_per_rule(data, totals),
+                chart=_chart(request, recon_id, data, currency), currencies=currencies, currency=currency,
+                table=[table[k] for k in sorted(table)])
