@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     service_name: str = "recon"
 
     max_upload_bytes: int = Field(default=200 * 1024 * 1024, gt=0)
+    max_json_bytes: int = Field(default=1024 * 1024, gt=0, description="Largest request body that is not a "
+                                "multipart upload (JSON: reconciliations, rules, reviews); larger ones get 413 "
+                                "before they are parsed.")
     log_level: str = "INFO"
     log_json: bool = True
 

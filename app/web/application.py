@@ -1,4 +1,12 @@
-"""Application factory: wires settings, pools, middleware, routers and error handlers."""
+"""Application factory: wires settings, pools, middleware, routers and error handlers.
+
+Every error is one shape, :class:`~app.web.deps.ErrorBody` (``detail`` a string, ``problems``
+a list), and the OpenAPI document says so: :func:`document_errors` adds the errors every
+operation under ``/api/`` can answer (401, 403, 429 from the token; 422 from the request guard
+and validation; 503 from the database; 404 where the path names an object; 413 where there is
+a body) and replaces FastAPI's own 422 model, whose ``detail`` is an array. Errors particular
+to one route (409, 415) are declared on that route.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +14,14 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import Any, Literal
 
 import psycopg
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -19,7 +29,8 @@ from app import metrics
 from app.cache import CacheUnavailable
 from app.db import DatabaseUnavailable
 from app.settings import Settings, get_settings
-from app.web.middleware import ObservabilityMiddleware
+from app.web.deps import ErrorBody
+from app.web.middleware import ObservabilityMiddleware, RequestGuardMiddleware
 from app.web.routes import register as register_routes
 from app.web.services import Services, build_services
 
@@ -54,7 +65,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return {"status": "ok", "slot": settings.slot, "version": settings.version}
 
     @app.get("/ready", tags=["operations"], summary="Readiness: PostgreSQL and Redis reachable",
-             responses={503: {"description": "a dependency is unreachable; body names which"}})
+             response_model=Readiness,
+             responses={503: {"model": Readiness, "description": "a dependency is unreachable; body names which"}})
     async def ready(request: Request) -> JSONResponse:
         services: Services = request.app.state.services
 
@@ -87,6 +99,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     _install_error_handlers(app)
     register_routes(app)
+    _document_errors_in_openapi(app)
+    app.add_middleware(RequestGuardMiddleware, max_json_bytes=settings.max_json_bytes,
+                       max_upload_bytes=settings.max_upload_bytes, prefix=API_PREFIX)
     if settings.fault_rate:  # release drills: a version that fails (inside the metrics)
         from app.web.faults import FaultInjectionMiddleware
 
@@ -96,6 +111,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     tracing.instrument_app(app, settings)
     return app
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "not ready"]
+    checks: dict[str, str] = Field(description="database, redis: 'ok' or 'unavailable: why'")
+    failed: list[str]
 
 
 def _warm_up_importers() -> None:
@@ -137,7 +158,8 @@ def _install_error_handlers(app: FastAPI) -> None:
         problems = []
         for err in exc.errors():
             loc = ".".join(str(p) for p in err.get("loc", ()))
-            problems.append({"field": loc, "reason": err.get("msg"), "value": _safe(err.get("input"))})
+            reason = str(err.get("msg", "")).removeprefix("Value error, ")
+            problems.append({"field": loc, "reason": reason, "value": _safe(err.get("input"))})
         return JSONResponse({"detail": "invalid request", "problems": problems}, status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
@@ -147,6 +169,72 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 
 def _safe(value: object) -> object:
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value if not isinstance(value, str) or len(value) < 200 else value[:200] + "..."
+    """A bad input, fit to quote: short, and encodable (a lone surrogate is shown escaped)."""
+    if isinstance(value, str):
+        value = value if len(value) < 200 else value[:200] + "..."
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, (int, float, bool)) or value is None:
+        return value
     return repr(value)[:200]
+
+
+# -- the errors in the OpenAPI document --------------------------------------------------------
+
+_ERROR_REF = "#/components/schemas/ErrorBody"
+
+
+def _error_schemas() -> dict[str, Any]:
+    """ErrorBody and the models it refers to, as OpenAPI components."""
+    schema = ErrorBody.model_json_schema(ref_template="#/components/schemas/{model}")
+    defs = schema.pop("$defs", {})
+    return {**defs, "ErrorBody": schema}
+
+
+API_PREFIX = "/api/"
+"""Every route under it takes a bearer token (``require(role)``) and is checked by the request guard."""
+
+
+def operation_errors(path: str, operation: dict[str, Any]) -> dict[int, str]:
+    """The errors an API operation can answer whatever its own logic, read from its description."""
+    errors = {
+        401: "missing, unknown or revoked API token",
+        403: "the token's role may not do this",
+        422: "invalid request: `problems` names each field and why",
+        429: "rate limit exceeded; retry after Retry-After seconds",
+        503: "database unavailable; retry after Retry-After seconds",
+    }
+    if "{" in path:
+        errors[404] = "the object the path names does not exist"
+    if "requestBody" in operation:
+        errors[413] = "request body over its limit (RECON_MAX_JSON_BYTES, or RECON_MAX_UPLOAD_BYTES for files)"
+    return errors
+
+
+def document_errors(openapi: dict[str, Any]) -> None:
+    """Declare in `openapi` (in place) the errors of every API operation, all as ErrorBody."""
+    schemas = openapi.setdefault("components", {}).setdefault("schemas", {})
+    schemas.update(_error_schemas())
+    body = {"application/json": {"schema": {"$ref": _ERROR_REF}}}
+    for path, item in openapi["paths"].items():
+        for operation in item.values():
+            responses = operation.setdefault("responses", {})
+            if path.startswith(API_PREFIX):
+                for status, description in operation_errors(path, operation).items():
+                    responses.setdefault(str(status), {"description": description})
+            for status, response in responses.items():
+                if status.startswith(("4", "5")) and (path.startswith(API_PREFIX)
+                                                      or "HTTPValidationError" in str(response.get("content"))):
+                    response["content"] = body
+    schemas.pop("HTTPValidationError", None)
+    schemas.pop("ValidationError", None)
+
+
+def _document_errors_in_openapi(app: FastAPI) -> None:
+    original = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document_errors(original())
+        return app.openapi_schema  # type: ignore[return-value]
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -1,4 +1,5 @@
-"""Request dependencies: services, the calling principal (token + role + rate limit), auditing."""
+"""Request dependencies: services, the calling principal (token + role + rate limit), auditing;
+and :class:`ErrorBody`, the one shape of every error the API answers with."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 
 import psycopg
 from fastapi import Depends, HTTPException, Request
+from pydantic import BaseModel, ConfigDict, Field
 
 from app import auth
 from app.auth import Principal
@@ -16,6 +18,39 @@ from app.db import Database
 from app.web.services import Services
 
 log = logging.getLogger(__name__)
+
+
+class ProblemDetail(BaseModel):
+    """One thing wrong with a request (`field`) or with an uploaded file (`line`, `column`)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    reason: str
+    field: str | None = Field(default=None, description="dotted path of the request field: body.name, "
+                              "query.q, options.columns.amount, file.filename")
+    line: int | None = Field(default=None, description="1-based line (row) of the uploaded file")
+    column: str | None = Field(default=None, description="header name, field number, XML element or tag")
+    value: Any = Field(default=None, description="the offending value, shortened")
+    count: int | None = Field(default=None, description="how many lines have this same problem")
+    lines: list[int] | None = Field(default=None, description="the first few of those lines")
+
+
+class ErrorBody(BaseModel):
+    """Every 4xx and 5xx body: `detail` says what went wrong; `problems` lists each cause.
+
+    Some errors add context: a duplicate upload's ``existing_import``, a busy run's ``run_id``.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    detail: str
+    problems: list[ProblemDetail | str] | None = Field(default=None, description="objects; plain strings only "
+                                                       "in a manual link's 409 (records already matched)")
+
+
+def error(status: int, description: str) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` entry documenting `status` with :class:`ErrorBody`."""
+    return {status: {"model": ErrorBody, "description": description}}
 
 
 def services(request: Request) -> Services:

@@ -6,18 +6,22 @@ import io
 import json
 import logging
 import time
+import unicodedata
 from typing import Any
+from urllib.parse import quote
 
 import polars as pl
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app import importers, jobs, metrics
 from app.auth import Principal
 from app.db import Database
 from app.engine import RuleSet
-from app.web.deps import audit, database, require, services
+from app.web.deps import audit, database, error, require, services
+from app.web.middleware import UPLOAD_OVERHEAD_BYTES, text_problems
 from app.web.services import Services
 
 log = logging.getLogger(__name__)
@@ -28,18 +32,37 @@ _IMPORT_COLS = ("id, reconciliation_id, side, filename, format, content_sha256, 
                 "record_count, created_by, created_at")
 
 
+MAX_RULES = 100
+"""Most rules one rule set may hold. The engine tries every rule on every record, and a list of
+two million once held a backend for an hour (issue #12): the bound is checked before any rule
+is validated."""
+
+
+def _bounded_rules(value: Any) -> Any:
+    rules = value.get("rules") if isinstance(value, dict) else None
+    if isinstance(rules, list) and len(rules) > MAX_RULES:
+        raise ValueError(f"{len(rules)} rules; a rule set holds at most {MAX_RULES}")
+    return value
+
+
 class ReconciliationIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=200)
-    rules: RuleSet | None = Field(default=None, description="matching rules; default: the engine's defaults")
+    rules: RuleSet | None = Field(default=None, description=f"matching rules (at most {MAX_RULES}); default: "
+                                  "the engine's defaults")
+
+    _bounded = field_validator("rules", mode="before")(_bounded_rules)
 
 
 class RunIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     dry_run: bool = Field(default=False, description="compute and report the summary, store no matches")
-    rules: RuleSet | None = Field(default=None, description="override the reconciliation's rules for this run")
+    rules: RuleSet | None = Field(default=None, description="override the reconciliation's rules for this run "
+                                  f"(at most {MAX_RULES})")
+
+    _bounded = field_validator("rules", mode="before")(_bounded_rules)
 
 
 def _row(cur_row: Any, cols: str) -> dict[str, Any]:
@@ -127,14 +150,13 @@ _UPLOAD_BODY = {
                             "decimal, thousands, date_format, columns, sign, default_currency, sheet, ...)"},
             }}}},
     },
-    "responses": {
-        "201": {"description": "imported"},
-        "409": {"description": "the same bytes were already imported into this reconciliation; "
-                "body.existing_import is that import"},
-        "413": {"description": "larger than RECON_MAX_UPLOAD_BYTES"},
-        "415": {"description": "not a supported format"},
-        "422": {"description": "malformed: body.problems lists every problem (line, column, reason)"},
-    },
+}
+_UPLOAD_RESPONSES = {
+    **error(409, "the same bytes were already imported into this reconciliation; body.existing_import is that "
+            "import"),
+    **error(413, "larger than RECON_MAX_UPLOAD_BYTES"),
+    **error(415, "not multipart/form-data, or a file in no supported format"),
+    **error(422, "malformed form or file: body.problems lists every problem (field, or line, column, reason)"),
 }
 
 
@@ -144,7 +166,7 @@ def _reject(status: int, outcome: str, body: dict[str, Any]) -> HTTPException:
 
 
 @router.post("/reconciliations/{recon_id}/imports", status_code=201, summary="Upload one side's file",
-             openapi_extra=_UPLOAD_BODY)
+             openapi_extra=_UPLOAD_BODY, responses=_UPLOAD_RESPONSES)
 async def upload(recon_id: int, request: Request, svc: Services = Depends(services),
                  who: Principal = Depends(require("operator"))) -> dict[str, Any]:
     """All-or-nothing: the file's bytes, the import row and every record commit together.
@@ -154,31 +176,24 @@ async def upload(recon_id: int, request: Request, svc: Services = Depends(servic
     """
     limit = svc.settings.max_upload_bytes
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit + 64 * 1024:
+    if declared and declared.isdigit() and int(declared) > limit + UPLOAD_OVERHEAD_BYTES:
         raise _reject(413, "too_large", {"detail": f"upload of {declared} bytes exceeds the limit of {limit} bytes "
                                          "(RECON_MAX_UPLOAD_BYTES)"})
     ctype = request.headers.get("content-type", "")
     if not ctype.startswith("multipart/form-data"):
         raise _reject(415, "unsupported", {"detail": f"content type {ctype.split(';')[0]!r} is not accepted; send "
                                            "multipart/form-data with fields file, side and optional options"})
-    form = await request.form(max_files=1, max_fields=10)
     try:
-        problems: list[dict[str, Any]] = []
+        form = await request.form(max_files=1, max_fields=10)
+    except StarletteHTTPException as exc:  # Starlette's own, for a malformed multipart body
+        if exc.status_code != 400:  # 413 from the request guard
+            raise
+        raise _reject(422, "rejected", {"detail": "invalid upload request", "problems": [
+            {"field": "body", "reason": f"malformed multipart/form-data: {exc.detail}"}]}) from exc
+    try:
         file = form.get("file")
         side = form.get("side")
-        raw_options = form.get("options")
-        if file is None or isinstance(file, str):
-            problems.append({"field": "file", "reason": "required: the file to import (a multipart file part)"})
-        if side not in ("left", "right"):
-            problems.append({"field": "side", "reason": f"{side!r} is not one of 'left', 'right'"})
-        options = importers.ImportOptions()
-        if raw_options not in (None, ""):
-            try:
-                options = importers.ImportOptions.model_validate_json(str(raw_options))
-            except ValidationError as exc:
-                for err in exc.errors():
-                    loc = ".".join(str(p) for p in err["loc"])
-                    problems.append({"field": f"options.{loc}" if loc else "options", "reason": err["msg"]})
+        problems, options = _upload_form_problems(file, side, form.get("options"))
         if problems:
             raise _reject(422, "rejected", {"detail": "invalid upload request", "problems": problems})
         assert file is not None and not isinstance(file, str)
@@ -190,6 +205,49 @@ async def upload(recon_id: int, request: Request, svc: Services = Depends(servic
         raise _reject(413, "too_large", {"detail": f"file {filename!r} exceeds the limit of {limit} bytes "
                                          "(RECON_MAX_UPLOAD_BYTES)"})
     return await run_in_threadpool(_store_upload, svc, request, who, recon_id, str(side), filename, data, options)
+
+
+def _upload_form_problems(file: Any, side: Any, raw_options: Any) -> tuple[list[dict[str, Any]],
+                                                                           importers.ImportOptions]:
+    """Every problem with the form's fields (none is the database's to find), and the options."""
+    problems: list[dict[str, Any]] = []
+    if file is None or isinstance(file, str):
+        problems.append({"field": "file", "reason": "required: the file to import (a multipart file part)"})
+    else:
+        problems += text_problems(file.filename or "", "file.filename")
+    if side not in ("left", "right"):
+        problems.append({"field": "side", "reason": f"{side!r} is not one of 'left', 'right'"})
+    options = importers.ImportOptions()
+    if raw_options in (None, ""):
+        return problems, options
+    try:
+        parsed = json.loads(str(raw_options))
+    except ValueError as exc:
+        problems.append({"field": "options", "reason": f"not JSON: {exc}"})
+        return problems, options
+    bad_text = text_problems(parsed, "options")
+    if bad_text:
+        return problems + bad_text, options
+    try:
+        options = importers.ImportOptions.model_validate(parsed)
+    except ValidationError as exc:
+        problems += [_option_problem(err) for err in exc.errors()]
+    return problems, options
+
+
+def _option_problem(err: Any) -> dict[str, Any]:
+    """An ImportOptions error in the user's terms: an unknown key is quoted with the valid ones."""
+    loc = [str(p) for p in err["loc"]]
+    field = ".".join(["options", *loc])
+    if err["type"] == "extra_forbidden":
+        model: Any = importers.ImportOptions
+        for part in loc[:-1]:
+            model = model.model_fields[part].annotation
+        valid = ", ".join(model.model_fields)
+        where = f"in {'.'.join(['options', *loc[:-1]])}"
+        return {"field": field, "reason": f"unknown key {loc[-1]!r} {where}; valid keys: {valid}"}
+    reason = str(err["msg"]).removeprefix("Value error, ")
+    return {"field": field, "reason": reason}
 
 
 def _existing(conn: Any, recon_id: int, sha: str) -> dict[str, Any] | None:
@@ -255,10 +313,15 @@ def _store_upload(svc: Services, request: Request, who: Principal, recon_id: int
 
 
 def copy_records(conn: Any, recon_id: int, import_id: int, side: str, frame: pl.DataFrame) -> None:
-    """Bulk-insert an importer's frame with ``COPY FROM STDIN`` (CSV; dates ISO, nulls empty)."""
+    """Bulk-insert an importer's frame with ``COPY FROM STDIN`` (CSV; dates ISO, nulls empty).
+
+    ``records.source_id`` is the file's own id of the line when the importer found one (a mapped
+    id column, :data:`app.records.SOURCE_ID`), else the importer's 1..n.
+    """
     out = frame.select(
         pl.lit(recon_id).alias("reconciliation_id"), pl.lit(import_id).alias("import_id"), pl.lit(side).alias("side"),
-        pl.col("id").cast(pl.Utf8).alias("source_id"), "line", "reference", "amount_minor", "currency",
+        (pl.col("source_id") if "source_id" in frame.columns else pl.col("id")).cast(pl.Utf8).alias("source_id"),
+        "line", "reference", "amount_minor", "currency",
         "booking_date", "value_date", "counterparty", "description", "raw",
     )
     buf = io.BytesIO()
@@ -284,9 +347,21 @@ def download_import(import_id: int, db: Database = Depends(database),
         row = conn.execute("SELECT filename, data FROM imports WHERE id = %s", (import_id,)).fetchone()
     if row is None:
         raise HTTPException(404, f"import {import_id} does not exist")
-    safe = "".join(ch for ch in row[0] if ch.isalnum() or ch in "._-") or "upload"
     return Response(bytes(row[1]), media_type="application/octet-stream",
-                    headers={"Content-Disposition": f'attachment; filename="{safe}"'})
+                    headers={"Content-Disposition": content_disposition(row[0])})
+
+
+def content_disposition(filename: str) -> str:
+    """``attachment`` with an ASCII ``filename`` and the exact name as RFC 5987 ``filename*``.
+
+    RFC 6266: clients that know ``filename*`` (every current browser, curl -J) use the UTF-8
+    name; the rest get an ASCII fallback (accents dropped, anything else ``_``). A header is
+    latin-1 on the wire, so a raw non-ASCII name there is a 500, not a download.
+    """
+    ascii_name = unicodedata.normalize("NFKD", filename).encode("ascii", "ignore").decode("ascii")
+    fallback = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in ascii_name).strip("_") or "download"
+    exact = quote(filename.encode("utf-8", "backslashreplace"), safe="")
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{exact}"
 
 
 # -- runs --------------------------------------------------------------------------------------
@@ -296,7 +371,7 @@ _RUN_COLS = ("id, reconciliation_id, status, dry_run, rules, summary, error, job
 
 
 @router.post("/reconciliations/{recon_id}/runs", status_code=202, summary="Queue a matching run",
-             tags=["runs"])
+             tags=["runs"], responses=error(409, "a side has no import yet, or a run is in progress (body.run_id)"))
 def start_run(recon_id: int, request: Request, body: RunIn | None = None, svc: Services = Depends(services),
               who: Principal = Depends(require("operator"))) -> dict[str, Any]:
     """Queue a durable job. Poll ``GET /api/v1/runs/{id}`` for progress and the summary."""

@@ -19,7 +19,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.auth import Principal
-from app.web.deps import audit, require, services
+from app.web.deps import audit, error, require, services
 from app.web.results import current_run
 from app.web.services import Services
 
@@ -69,19 +69,25 @@ def _transition(svc: Services, request: Request, who: Principal, match_id: int, 
     return after
 
 
-@router.post("/matches/{match_id}/confirm", summary="Confirm a suggested match")
+_TRANSITION_ERRORS = error(409, "the match is not in the current run, or its status does not allow this; "
+                           "detail names the status")
+
+
+@router.post("/matches/{match_id}/confirm", summary="Confirm a suggested match", responses=_TRANSITION_ERRORS)
 def confirm(match_id: int, request: Request, body: ReviewIn | None = None, svc: Services = Depends(services),
             who: Principal = Depends(require("operator"))) -> dict[str, Any]:
     return _transition(svc, request, who, match_id, "confirm", ("suggested",), "confirmed", (body or ReviewIn()).note)
 
 
-@router.post("/matches/{match_id}/reject", summary="Reject a suggested match (its records become unmatched)")
+@router.post("/matches/{match_id}/reject", summary="Reject a suggested match (its records become unmatched)",
+             responses=_TRANSITION_ERRORS)
 def reject(match_id: int, request: Request, body: ReviewIn | None = None, svc: Services = Depends(services),
            who: Principal = Depends(require("operator"))) -> dict[str, Any]:
     return _transition(svc, request, who, match_id, "reject", ("suggested",), "rejected", (body or ReviewIn()).note)
 
 
-@router.post("/matches/{match_id}/unlink", summary="Dissolve a match (its records become unmatched)")
+@router.post("/matches/{match_id}/unlink", summary="Dissolve a match (its records become unmatched)",
+             responses=_TRANSITION_ERRORS)
 def unlink(match_id: int, request: Request, body: ReviewIn | None = None, svc: Services = Depends(services),
            who: Principal = Depends(require("operator"))) -> dict[str, Any]:
     return _transition(svc, request, who, match_id, "unlink", ("suggested", "confirmed"), "unlinked",
@@ -89,7 +95,8 @@ def unlink(match_id: int, request: Request, body: ReviewIn | None = None, svc: S
 
 
 @router.post("/reconciliations/{recon_id}/links", status_code=201,
-             summary="Link unmatched records manually (1:1, 1:n or n:1); the match is confirmed")
+             summary="Link unmatched records manually (1:1, 1:n or n:1); the match is confirmed",
+             responses=error(409, "no finished run yet, or a record is already in an active match (problems)"))
 def link(recon_id: int, body: LinkIn, request: Request, svc: Services = Depends(services),
          who: Principal = Depends(require("operator"))) -> dict[str, Any]:
     db = svc.require_db()
@@ -105,7 +112,8 @@ def link(recon_id: int, body: LinkIn, request: Request, svc: Services = Depends(
                             "WHERE reconciliation_id = %s AND id = ANY(%s) FOR SHARE",
                             (recon_id, [i for _, i in wanted])).fetchall()
         found = {(r[1], r[0]): r for r in rows}
-        problems = [f"record {i} is not a {side} record of reconciliation {recon_id}"
+        problems = [{"field": f"body.{side}_ids", "value": i,
+                     "reason": f"record {i} is not a {side} record of reconciliation {recon_id}"}
                     for side, i in sorted(wanted) if (side, i) not in found]
         if problems:
             raise HTTPException(422, {"detail": "cannot link", "problems": problems})
