@@ -158,7 +158,7 @@ class ContainerLayout(Layout):
 
     def data(self, proc: str) -> str:
         if proc == "backup":
-            return "/var/lib/backup"
+            return "/var/lib/backup"  # infra.images.BACKUP_ROOT
         svc, _ = services.owner(self.spec, proc)
         return svc.data or f"/var/lib/{svc.name}"
 
@@ -169,4 +169,5 @@ class ContainerLayout(Layout):
         return "/dev/stdout"
 
     def secret(self, name: str) -> str:
-        return str(PurePosixPath("/run/secrets/recon") / name)
+        """Secret files are delivered under the config root, as the platforms mount them."""
+        return str(PurePosixPath("/etc/recon/secrets") / name)

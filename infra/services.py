@@ -106,6 +106,7 @@ class Service:
     package: str | None = None
     """Debian package that provides ``binary`` (None: not packaged for Debian)."""
     binary: str | None = None
+    """Where that package puts the program: the same path on this machine and in the images."""
     argv: tuple[str, ...] = ()
     """Command line with placeholders filled by :func:`command` from a target's layout."""
     env: tuple[tuple[str, str], ...] = ()
@@ -178,7 +179,7 @@ _PG = dict(kind="postgres", package="postgresql-15", binary=str(PG_BIN / "postgr
            argv=("{bin}", "-D", "{data}", "-c", "config_file={conf:postgres/{short}/postgresql.conf}"),
            data="/var/lib/postgresql/data", health="postgres", stop_signal="INT", stop_wait_s=60,
            ports=(PortDef("main", "postgres.port"),))
-_REDIS = dict(kind="redis", package="redis-server", binary="redis-server", argv=("{bin}", "{data}/redis.conf"),
+_REDIS = dict(kind="redis", package="redis-server", binary="/usr/bin/redis-server", argv=("{bin}", "{data}/redis.conf"),
               data="/data", templates=("redis/{member}.conf",), health="redis",
               ports=(PortDef("main", "redis.port"),))
 _APP = (Connection(PG_PRIMARY, secret="postgres_app"), Connection("postgres-replica", secret="postgres_app"),
@@ -195,7 +196,7 @@ CATALOGUE: tuple[Service, ...] = (
     Service("redis-replica", members=_numbered("redis-replica", "redis.replicas", 1), stage=1,
             connects_to=(Connection(REDIS_PRIMARY),), **_REDIS),
     Service("sentinel", kind="sentinel", members=_numbered("sentinel", "redis.sentinel.count", 0), stage=2,
-            package="redis-sentinel", binary="redis-sentinel", argv=("{bin}", "{data}/sentinel.conf"),
+            package="redis-sentinel", binary="/usr/bin/redis-sentinel", argv=("{bin}", "{data}/sentinel.conf"),
             data="/data", templates=("redis/{member}.conf",), health="sentinel", enabled="redis.failover",
             ports=(PortDef("main", "redis.sentinel.port"),),
             connects_to=(Connection(REDIS_PRIMARY), Connection("redis-replica"), Connection("sentinel"))),
@@ -207,29 +208,29 @@ CATALOGUE: tuple[Service, ...] = (
             argv=("{python}", "-m", "app", "worker"), env=(("app", "{app_env}"),), health=None,
             stop_wait_s=60, startsecs=2, stop_as_group=True, connects_to=_APP),
     Service("postgres-exporter", kind="exporter", members=_stateless("postgres-exporter"), stage=3,
-            package="prometheus-postgres-exporter", binary="prometheus-postgres-exporter",
+            package="prometheus-postgres-exporter", binary="/usr/bin/prometheus-postgres-exporter",
             argv=("{bin}", "--web.listen-address={listen}", "--auto-discover-databases"),
             env=(("DATA_SOURCE_URI", "{primary_endpoint}/postgres?sslmode=disable"),
                  ("DATA_SOURCE_USER", "exporter"), ("DATA_SOURCE_PASS_FILE", "{secret:exporter-password}")),
             health="exporter", ports=(PortDef("main", "exporters.postgres_port"),), scrape="postgres",
             connects_to=(Connection(PG_PRIMARY, secret="postgres_exporter"),)),
     Service("redis-exporter", kind="exporter", members=_stateless("redis-exporter"), stage=3,
-            package="prometheus-redis-exporter", binary="prometheus-redis-exporter",
+            package="prometheus-redis-exporter", binary="/usr/bin/prometheus-redis-exporter",
             argv=("{bin}", "-redis.addr", "redis://{endpoint:redis-primary}", "-web.listen-address", "{listen}"),
             health="exporter", ports=(PortDef("main", "exporters.redis_port"),), scrape="redis",
             connects_to=(Connection(REDIS_PRIMARY),)),
     Service("node-exporter", kind="exporter", members=_stateless("node-exporter"), stage=3,
-            package="prometheus-node-exporter", binary="prometheus-node-exporter",
+            package="prometheus-node-exporter", binary="/usr/bin/prometheus-node-exporter",
             argv=("{bin}", "--web.listen-address={listen}", "--collector.textfile.directory={data}"),
             data="/var/lib/node-exporter", health="exporter", ports=(PortDef("main", "exporters.node_port"),),
             scrape="node"),
-    Service("nginx", kind="nginx", members=_stateless("nginx"), stage=4, package="nginx", binary="nginx",
+    Service("nginx", kind="nginx", members=_stateless("nginx"), stage=4, package="nginx", binary="/usr/sbin/nginx",
             argv=("{bin}", "-e", "stderr", "-c", "{conf:nginx/nginx.conf}", "-g", "daemon off;"),
             templates=("nginx/nginx.conf",), health="nginx", reload_signal="HUP", stop_signal="QUIT",
             ports=(PortDef("https", "nginx.https_port", when="nginx.tls"), PortDef("http", "nginx.http_port")),
             connects_to=(Connection("backend"),)),
     Service("prometheus", kind="prometheus", members=_one("prometheus"), stage=4, package="prometheus",
-            binary="prometheus",
+            binary="/usr/bin/prometheus",
             argv=("{bin}", "--config.file={conf:prometheus/prometheus.yml}", "--storage.tsdb.path={data}",
                   "--storage.tsdb.retention.time={prometheus.retention_days}d", "--web.listen-address={listen}",
                   "--web.enable-lifecycle"),
@@ -239,7 +240,7 @@ CATALOGUE: tuple[Service, ...] = (
             connects_to=(Connection("backend"), Connection("postgres-exporter"), Connection("redis-exporter"),
                          Connection("node-exporter"), Connection("alertmanager"))),
     Service("alertmanager", kind="alertmanager", members=_stateless("alertmanager"), stage=4,
-            package="prometheus-alertmanager", binary="prometheus-alertmanager",
+            package="prometheus-alertmanager", binary="/usr/bin/prometheus-alertmanager",
             argv=("{bin}", "--config.file={conf:alertmanager/alertmanager.yml}", "--storage.path={data}",
                   "--web.listen-address={listen}", "--cluster.listen-address="),
             data="/alertmanager", templates=("alertmanager/alertmanager.yml",), health="prometheus",

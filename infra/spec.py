@@ -277,6 +277,20 @@ class ReleaseSpec(_Section):
     analysis_window_s: int = Field(30, ge=5, le=3600)
 
 
+class ImagesSpec(_Section):
+    """Where the stack's images come from (infra/images.py): all built from Debian packages."""
+
+    base: str = Field("debian:bookworm-slim", min_length=1, max_length=256,
+                      description="base image to pull when base_source is pull")
+    base_source: Literal["pull", "build"] = Field(
+        "build", description="pull: the base from a registry; build: debootstrap --variant=minbase "
+                             "bookworm here and docker import it (no registry needed)")
+    registry: str = Field("", pattern=r"^([a-z0-9.-]+(:[0-9]+)?(/[a-z0-9._-]+)*)?$",
+                          description="prefix of image references for a cluster (empty: the local engine)")
+    debian_mirror: str = Field("http://deb.debian.org/debian", pattern=r"^https?://",
+                               description="Debian mirror for debootstrap and apt inside builds")
+
+
 class SshSpec(_Section):
     """How ops tasks reach the stack's hosts over SSH (Fabric). Unset: run commands locally."""
 
@@ -328,6 +342,7 @@ class StackSpec(BaseSettings):
     jaeger: JaegerSpec = JaegerSpec()
     backup: BackupSpec = BackupSpec()
     release: ReleaseSpec = ReleaseSpec()
+    images: ImagesSpec = ImagesSpec()
     ops: OpsSpec = OpsSpec()
 
     @classmethod

@@ -16,7 +16,7 @@ import re
 import pulumi
 
 from infra.components.base import Concern
-from infra.components.images import UIDS
+from infra import images
 from infra.components.model import Edge, Port, Probe, Workload
 from infra.components.sizing import resources_for
 
@@ -57,7 +57,7 @@ class Backend(Concern):
         out: list[Workload] = []
         secret_env = {"RECON_DATABASE_URL": "database_url", "RECON_DATABASE_REPLICA_URL": "database_replica_url",
                       "RECON_REDIS_PASSWORD": "redis_password"}
-        egress_common = dict(user=UIDS["app"], http_client="python", tier=("back", "data"))
+        egress_common = dict(user=images.UID, http_client="python", tier=("back", "data"))
         self.images = {slot: self.platform.app_image(slot, parent=self) for slot in SLOTS}
         self.migrations: dict[str, Workload] = {}
         for slot in SLOTS:
@@ -68,7 +68,7 @@ class Backend(Concern):
                 name=f"migrate-{version_slug(version)}", component="backend", role="migrate",
                 image=self.images[slot], members=[f"migrate-{version_slug(version)}"], kind="job",
                 command=["python", "-m", "app", "migrate"], env=self.app_env(slot), secret_env=secret_env,
-                resources=resources_for(self.spec, "migrate"), tier=("data",), user=UIDS["app"],
+                resources=resources_for(self.spec, "migrate"), tier=("data",), user=images.UID,
                 http_client="python", labels={"recon/version": version_slug(version)})
             out.append(self.migrations[version])
         for slot in SLOTS:

@@ -16,7 +16,7 @@ What runs where:
 from __future__ import annotations
 
 from infra.components.base import Concern
-from infra.components.images import IMAGES, UIDS
+from infra import images
 from infra.components.model import Workload
 from infra.components.sizing import BACKUP_REPO_FACTOR, resources_for
 
@@ -38,9 +38,9 @@ class Backups(Concern):
         if not b.enabled:
             return []
         return [Workload(
-            name="backup-logical", component="backups", role="backup", image=IMAGES["postgres"],
+            name="backup-logical", component="backups", role="backup", image=self.platform.image("postgres", parent=self),
             members=["backup-logical"], kind="cronjob", schedule=b.schedule_diff, tier=("data",),
-            user=UIDS["postgres"], script=LOGICAL, env={"RECON_KEEP": str(b.retention.diff)},
+            user=images.UID, script=LOGICAL, env={"RECON_KEEP": str(b.retention.diff)},
             secret_env={"RECON_DATABASE_URL": "database_replica_url"},
             storage_gib=self.spec.postgres.storage_gib * BACKUP_REPO_FACTOR, data_path="/backup",
             resources=resources_for(self.spec, "backup"), http_client=None)]

@@ -40,6 +40,18 @@ class Concern(pulumi.ComponentResource):
     def outputs(self) -> dict[str, Any]:
         return {"workloads": [w.name for w in self.workloads]}
 
+    def command(self, service_name: str, member: str | None = None) -> list[str]:
+        """The catalogue's command line for a service (infra/services.py), filled for containers:
+        the same program and flags the local target runs, with this layout's addresses and paths."""
+        from infra import services
+        svc = services.service(service_name)
+        return services.command(svc, member or svc.members(self.spec)[0].name, services.Fill(self.layout))
+
+    def environment(self, service_name: str, member: str | None = None) -> dict[str, str]:
+        from infra import services
+        svc = services.service(service_name)
+        return services.environment(svc, member or svc.members(self.spec)[0].name, services.Fill(self.layout))
+
     def conf(self, rel: str, mode: int = 0o644):
         """The rendered file ``rel`` as a File at its container path."""
         from infra.components.model import File

@@ -15,7 +15,7 @@ Traps handled here:
 from __future__ import annotations
 
 from infra.components.base import Concern
-from infra.components.images import IMAGES, UIDS
+from infra import images
 from infra.components.model import Edge, Port, Probe, Workload
 from infra.components.sizing import SENTINEL_STORAGE_GIB, resources_for
 
@@ -62,8 +62,8 @@ class Cache(Concern):
         ping = Probe(command=("sh", "-c", f'REDISCLI_AUTH="$REDIS_PASSWORD" redis-cli -p {r.port} ping | grep -q PONG'))
         env = {"RECON_SENTINELS": sentinels, "RECON_MASTER_NAME": r.sentinel.master_name}
         common = dict(
-            component="cache", role="redis", image=IMAGES["redis"], kind="stateful", tier=("data",),
-            user=UIDS["redis"], storage_gib=r.storage_gib, data_path=lay.data("redis-primary"),
+            component="cache", role="redis", image=self.platform.image("redis", parent=self), kind="stateful",
+            tier=("data",), user=images.UID, storage_gib=r.storage_gib, data_path=lay.data("redis-primary"),
             resources=resources_for(self.spec, "redis"), ports=[Port("redis", r.port)],
             liveness=ping, readiness=ping, script=REDIS, env=env,
             secret_env={"REDIS_PASSWORD": "redis_password"}, http_client=None,
@@ -80,8 +80,8 @@ class Cache(Concern):
             s = r.sentinel
             sping = Probe(command=("sh", "-c", f"redis-cli -p {s.port} ping | grep -q PONG"))
             out.append(Workload(
-                name="sentinel", component="cache", role="sentinel", image=IMAGES["redis"],
-                members=lay.sentinels(), kind="stateful", tier=("data",), user=UIDS["redis"],
+                name="sentinel", component="cache", role="sentinel", image=self.platform.image("redis", parent=self),
+                members=lay.sentinels(), kind="stateful", tier=("data",), user=images.UID,
                 storage_gib=SENTINEL_STORAGE_GIB, data_path=lay.data("sentinel-1"),
                 resources=resources_for(self.spec, "sentinel"), ports=[Port("sentinel", s.port)],
                 liveness=sping, readiness=sping, script=SENTINEL, env=env,

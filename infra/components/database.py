@@ -1,52 +1,67 @@
 """PostgreSQL: a primary and ``postgres.replicas`` streaming replicas with physical slots.
 
-The primary initialises itself with the official image's entrypoint, which runs
-``initdb/10-replication.sql.sh`` once: the replication role and one slot per replica. A
-replica whose data directory is empty clones the primary with ``pg_basebackup`` through its
-slot, then starts as a hot standby with the rendered ``primary_conninfo``.
+The image is Debian's postgresql-15 with pgBackRest (infra/images.py: recon-postgres). The
+primary initialises an empty data volume itself, as the local target's bootstrap does: initdb
+with the superuser's password from a 0600 file, then, on a server listening on its socket
+only, the roles (the application's owner role, replication, the exporter with pg_monitor),
+the database, pg_stat_statements and one slot per replica; then it stops and starts for real.
+A replica whose data directory is empty clones the primary with ``pg_basebackup`` through its
+slot and starts as a hot standby with the rendered ``primary_conninfo``.
 
-Trap: the application user is the database owner created by the image (a superuser in the
-official image). A separate superuser and an unprivileged application role are a follow-up.
+Trap: the rendered config puts the socket in the layout's run directory (/tmp), so every
+local connection in these scripts names it (``-h /tmp``); the Debian default
+(/var/run/postgresql) is not where the server listens.
 """
 
 from __future__ import annotations
 
+from infra import images
 from infra.components.base import Concern
-from infra.components.images import IMAGES, UIDS
-from infra.components.model import Edge, File, Port, Probe, Workload
+from infra.components.model import Edge, Port, Probe, Workload
 from infra.components.sizing import resources_for
+from infra.services import PG_PRIMARY, replica_slot
 
 PGDATA = "/var/lib/postgresql/data/pgdata"
 
-INIT_REPLICATION = r"""#!/bin/sh
-# Run once by the official entrypoint after initdb: the replication role and its slots.
-set -eu
-psql -v ON_ERROR_STOP=1 -v role="$RECON_REPLICATION_USER" -v pw="$RECON_REPLICATION_PASSWORD" \
-     --username "$POSTGRES_USER" --dbname "$POSTGRES_DB" <<'SQL'
-CREATE ROLE :"role" WITH REPLICATION LOGIN PASSWORD :'pw';
-CREATE EXTENSION IF NOT EXISTS pg_stat_statements;
+PRIMARY = r"""set -eu
+umask 077
+sock=/tmp
+if [ ! -s "$PGDATA/PG_VERSION" ]; then
+  printf '%s' "$RECON_SUPERUSER_PASSWORD" > /tmp/pw
+  initdb -D "$PGDATA" -U postgres --pwfile=/tmp/pw --auth=scram-sha-256 -E UTF8 --locale=C.UTF-8 --data-checksums
+  rm -f /tmp/pw
+  postgres -D "$PGDATA" -c config_file="$RECON_CONFIG" -c listen_addresses='' &
+  pid=$!
+  until pg_isready -q -h "$sock"; do sleep 0.2; done
+  export PGPASSWORD="$RECON_SUPERUSER_PASSWORD"
+  psql -v ON_ERROR_STOP=1 -h "$sock" -U postgres -d postgres        -v app="$RECON_APP_USER" -v app_pw="$RECON_APP_PASSWORD" -v db="$RECON_DATABASE"        -v repl="$RECON_REPLICATION_USER" -v repl_pw="$RECON_REPLICATION_PASSWORD"        -v exp_pw="$RECON_EXPORTER_PASSWORD" <<'SQL'
+CREATE ROLE :"app" WITH LOGIN PASSWORD :'app_pw';
+CREATE ROLE :"repl" WITH LOGIN REPLICATION PASSWORD :'repl_pw';
+CREATE ROLE exporter WITH LOGIN PASSWORD :'exp_pw';
+GRANT pg_monitor TO exporter;
+CREATE DATABASE :"db" OWNER :"app";
 SQL
-for slot in $RECON_REPLICA_SLOTS; do
-  psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname "$POSTGRES_DB" \
-       -c "SELECT pg_create_physical_replication_slot('$slot')"
-done
-"""
-
-PRIMARY = """set -eu
-cp /etc/recon/postgres/initdb/*.sh /docker-entrypoint-initdb.d/
-exec docker-entrypoint.sh postgres -c config_file=/etc/recon/postgres/primary/postgresql.conf
+  psql -v ON_ERROR_STOP=1 -h "$sock" -U postgres -d "$RECON_DATABASE" -c 'CREATE EXTENSION IF NOT EXISTS pg_stat_statements'
+  for slot in $RECON_REPLICA_SLOTS; do
+    psql -v ON_ERROR_STOP=1 -h "$sock" -U postgres -d postgres -c "SELECT pg_create_physical_replication_slot('$slot')"
+  done
+  unset PGPASSWORD
+  kill -INT "$pid"
+  wait "$pid"
+fi
+exec postgres -D "$PGDATA" -c config_file="$RECON_CONFIG"
 """
 
 REPLICA = """set -eu
-n="${RECON_MEMBER##*-}"
+umask 077
 if [ ! -s "$PGDATA/PG_VERSION" ]; then
   until pg_isready -q -h "$RECON_PRIMARY_HOST" -p "$RECON_PRIMARY_PORT"; do sleep 2; done
-  PGPASSFILE=/etc/recon/postgres/pgpass pg_basebackup --no-password -h "$RECON_PRIMARY_HOST" \\
-    -p "$RECON_PRIMARY_PORT" -U "$RECON_REPLICATION_USER" -D "$PGDATA" -X stream -S "replica_$n"
+  PGPASSFILE="$RECON_PGPASS" pg_basebackup --no-password -h "$RECON_PRIMARY_HOST" \
+    -p "$RECON_PRIMARY_PORT" -U "$RECON_REPLICATION_USER" -D "$PGDATA" -X stream -S "replica_${RECON_MEMBER##*-}"
   touch "$PGDATA/standby.signal"
   chmod 0700 "$PGDATA"
 fi
-exec postgres -c config_file="/etc/recon/postgres/replica-$n/postgresql.conf"
+exec postgres -D "$PGDATA" -c config_file="/etc/recon/postgres/${RECON_MEMBER#postgres-}/postgresql.conf"
 """
 
 
@@ -56,40 +71,41 @@ class Database(Concern):
     def describe(self) -> list[Workload]:
         pg = self.spec.postgres
         lay = self.layout
-        primary = lay.endpoint("postgres-primary")
+        primary = lay.endpoint(PG_PRIMARY)
         ready = Probe(command=("pg_isready", "-q", "-h", "127.0.0.1", "-p", str(pg.port)),
                       initial_delay_s=10, period_s=10)
         common = dict(
-            component="database", role="postgres", image=IMAGES["postgres"], kind="stateful",
-            tier=("data",), user=UIDS["postgres"], storage_gib=pg.storage_gib,
-            data_path=lay.data("postgres-primary"), resources=resources_for(self.spec, "postgres"),
-            writable=["/tmp", "/var/run/postgresql", "/docker-entrypoint-initdb.d"],
-            ports=[Port("postgres", pg.port)], liveness=ready, readiness=ready,
+            component="database", role="postgres", image=self.platform.image("postgres", parent=self),
+            kind="stateful", tier=("data",), user=images.UID, storage_gib=pg.storage_gib,
+            data_path=lay.data(PG_PRIMARY), resources=resources_for(self.spec, "postgres"),
+            writable=["/tmp"], ports=[Port("postgres", pg.port)], liveness=ready, readiness=ready,
             peers=[Edge("backend", pg.port), Edge("worker", pg.port), Edge("migrate", pg.port),
                    Edge("postgres", pg.port), Edge("postgres-exporter", pg.port), Edge("backup", pg.port)],
             http_client=None,
         )
         env = {"PGDATA": PGDATA, "RECON_REPLICATION_USER": pg.replication_user}
         out = [Workload(
-            name="postgres-primary", members=["postgres-primary"], script=PRIMARY,
-            env={**env, "POSTGRES_USER": pg.user, "POSTGRES_DB": pg.database,
-                 "RECON_REPLICA_SLOTS": " ".join(f"replica_{i}" for i in range(1, pg.replicas + 1))},
-            secret_env={"POSTGRES_PASSWORD": "postgres_password",
-                        "RECON_REPLICATION_PASSWORD": "replication_password"},
-            files=[self.conf("postgres/primary/postgresql.conf"), self.conf("postgres/pg_hba.conf"),
-                   File(lay.conf("postgres/initdb/10-replication.sh"), INIT_REPLICATION, 0o755)],
+            name=PG_PRIMARY, members=[PG_PRIMARY], script=PRIMARY,
+            env={**env, "RECON_APP_USER": pg.user, "RECON_DATABASE": pg.database,
+                 "RECON_CONFIG": lay.conf("postgres/primary/postgresql.conf"),
+                 "RECON_REPLICA_SLOTS": " ".join(replica_slot(r) for r in lay.postgres_replicas())},
+            secret_env={"RECON_SUPERUSER_PASSWORD": "superuser_password", "RECON_APP_PASSWORD": "postgres_password",
+                        "RECON_REPLICATION_PASSWORD": "replication_password",
+                        "RECON_EXPORTER_PASSWORD": "exporter_password"},
+            files=[self.conf("postgres/primary/postgresql.conf"), self.conf("postgres/pg_hba.conf")],
             **common)]
         if pg.replicas:
             out.append(Workload(
                 name="postgres-replica", members=lay.postgres_replicas(), script=REPLICA,
-                env={**env, "RECON_PRIMARY_HOST": primary.host, "RECON_PRIMARY_PORT": str(primary.port)},
+                env={**env, "RECON_PRIMARY_HOST": primary.host, "RECON_PRIMARY_PORT": str(primary.port),
+                     "RECON_PGPASS": lay.secret("pgpass")},
                 files=[self.conf("postgres/pg_hba.conf")],
                 member_files={m: [self.conf(f"postgres/{m.removeprefix('postgres-')}/postgresql.conf")]
                               for m in lay.postgres_replicas()},
-                secret_files={lay.conf("postgres/pgpass"): "pgpass"},
+                secret_files={lay.secret("pgpass"): "pgpass"},
                 **common))
         return out
 
     def outputs(self):
-        return {**super().outputs(), "primary": str(self.layout.endpoint("postgres-primary")),
+        return {**super().outputs(), "primary": str(self.layout.endpoint(PG_PRIMARY)),
                 "replicas": [str(self.layout.endpoint(p)) for p in self.layout.postgres_replicas()]}

@@ -7,10 +7,9 @@ PromQL is checked by tests/infra with promtool.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from infra.components.base import Concern
-from infra.components.images import IMAGES, UIDS
+from infra import images
 from infra.components.model import Edge, File, Port, Probe, Workload
 from infra.components.sizing import resources_for
 from infra.render import TEMPLATES, environment
@@ -39,6 +38,9 @@ class Observability(Concern):
         out += [File(f"/etc/recon/grafana/dashboards/{name}", text) for name, text in dashboard_files().items()]
         return out
 
+    def image(self, name: str):
+        return self.platform.image(name, parent=self)
+
     def describe(self) -> list[Workload]:
         s, lay = self.spec, self.layout
         p, am, ex = s.prometheus, s.alertmanager, s.exporters
@@ -48,51 +50,43 @@ class Observability(Concern):
             return Probe(path=path, port=port, initial_delay_s=delay, period_s=15)
 
         out.append(Workload(
-            name="prometheus", component="observability", role="prometheus", image=IMAGES["prometheus"],
-            members=["prometheus"], kind="stateful", tier=("front", "back", "data"), user=UIDS["prometheus"],
-            args=[f"--config.file={lay.conf('prometheus/prometheus.yml')}",
-                  f"--storage.tsdb.path={lay.data('prometheus')}",
-                  f"--storage.tsdb.retention.time={p.retention_days}d",
-                  f"--web.listen-address=0.0.0.0:{p.port}", "--web.enable-lifecycle"],
+            name="prometheus", component="observability", role="prometheus", image=self.image("prometheus"),
+            members=["prometheus"], kind="stateful", tier=("front", "back", "data"), user=images.UID,
+            command=self.command("prometheus"), http_client="curl",
             files=[self.conf("prometheus/prometheus.yml"), self.conf("prometheus/rules/recon.rules.yml")],
             ports=[Port("web", p.port, published=True, host_ip="127.0.0.1")],
             liveness=http("/-/healthy", p.port, 10), readiness=http("/-/ready", p.port, 10),
             resources=resources_for(s, "prometheus"), storage_gib=p.storage_gib,
             data_path=lay.data("prometheus"), peers=[Edge("grafana", p.port), Edge("prometheus", p.port)]))
         out.append(Workload(
-            name="alertmanager", component="observability", role="alertmanager", image=IMAGES["alertmanager"],
-            members=["alertmanager"], kind="stateless", tier=("back",), user=UIDS["alertmanager"],
-            args=[f"--config.file={lay.conf('alertmanager/alertmanager.yml')}",
-                  f"--storage.path={lay.data('alertmanager')}", f"--web.listen-address=0.0.0.0:{am.port}",
-                  "--cluster.listen-address="],
+            name="alertmanager", component="observability", role="alertmanager", image=self.image("alertmanager"),
+            members=["alertmanager"], kind="stateless", tier=("back",), user=images.UID,
+            command=self.command("alertmanager"), http_client="curl",
             files=[self.conf("alertmanager/alertmanager.yml")], ports=[Port("web", am.port)],
             liveness=http("/-/healthy", am.port), readiness=http("/-/ready", am.port),
             resources=resources_for(s, "alertmanager"), writable=["/tmp", lay.data("alertmanager")],
             peers=[Edge("prometheus", am.port)]))
         out.append(Workload(
             name="postgres-exporter", component="observability", role="postgres-exporter",
-            image=IMAGES["postgres-exporter"], members=["postgres-exporter"], tier=("back", "data"),
-            user=UIDS["postgres-exporter"], args=[f"--web.listen-address=:{ex.postgres_port}"],
-            secret_env={"DATA_SOURCE_NAME": "exporter_dsn"}, ports=[Port("metrics", ex.postgres_port)],
+            image=self.image("postgres-exporter"), members=["postgres-exporter"], tier=("back", "data"),
+            user=images.UID, command=self.command("postgres-exporter"), env=self.environment("postgres-exporter"),
+            secret_files={lay.secret("exporter-password"): "exporter_password"}, http_client="curl",
+            ports=[Port("metrics", ex.postgres_port)],
             liveness=http("/", ex.postgres_port), readiness=http("/", ex.postgres_port),
             resources=resources_for(s, "postgres-exporter"), peers=[Edge("prometheus", ex.postgres_port)]))
-        redis = lay.endpoint("redis-primary")
         out.append(Workload(
             name="redis-exporter", component="observability", role="redis-exporter",
-            image=IMAGES["redis-exporter"], members=["redis-exporter"], tier=("back", "data"),
-            user=UIDS["redis-exporter"],
-            env={"REDIS_ADDR": f"redis://{redis}", "REDIS_EXPORTER_WEB_LISTEN_ADDRESS": f"0.0.0.0:{ex.redis_port}"},
+            image=self.image("redis-exporter"), members=["redis-exporter"], tier=("back", "data"),
+            user=images.UID, command=self.command("redis-exporter"),
             secret_env={"REDIS_PASSWORD": "redis_password"}, ports=[Port("metrics", ex.redis_port)],
             liveness=http("/health", ex.redis_port), readiness=http("/health", ex.redis_port),
             resources=resources_for(s, "redis-exporter"), peers=[Edge("prometheus", ex.redis_port)],
-            http_client=None,
-            exemptions={"docker-healthcheck": "the image is FROM scratch: no shell or HTTP client to run a "
-                                              "check with; Kubernetes probes it over HTTP"}))
+            http_client="curl"))
         out.append(Workload(
-            name="node-exporter", component="observability", role="node-exporter", image=IMAGES["node-exporter"],
-            members=[], kind="daemon", tier=("back",), user=UIDS["node-exporter"],
-            args=["--path.procfs=/host/proc", "--path.sysfs=/host/sys",
-                  f"--web.listen-address=:{ex.node_port}", "--no-collector.wifi"],
+            name="node-exporter", component="observability", role="node-exporter", image=self.image("node-exporter"),
+            members=[], kind="daemon", tier=("back",), user=images.UID, http_client="curl",
+            command=[*self.command("node-exporter"), "--path.procfs=/host/proc", "--path.sysfs=/host/sys",
+                     "--no-collector.wifi"],
             host_paths={"/proc": "/host/proc", "/sys": "/host/sys"}, ports=[Port("metrics", ex.node_port)],
             liveness=http("/", ex.node_port), readiness=http("/", ex.node_port),
             resources=resources_for(s, "node-exporter"), peers=[Edge("prometheus", ex.node_port)],
@@ -100,8 +94,8 @@ class Observability(Concern):
         if s.grafana.enabled:
             g = s.grafana
             out.append(Workload(
-                name="grafana", component="observability", role="grafana", image=IMAGES["grafana"],
-                members=["grafana"], tier=("front", "back"), user=UIDS["grafana"],
+                name="grafana", component="observability", role="grafana", image=self.image("grafana"),
+                members=["grafana"], tier=("front", "back"), user=images.UPSTREAM_UIDS["grafana"],
                 env={"GF_SERVER_HTTP_PORT": str(g.port), "GF_PATHS_PROVISIONING": "/etc/recon/grafana/provisioning",
                      "GF_PATHS_DATA": "/var/lib/grafana", "GF_SECURITY_ADMIN_USER": "admin",
                      "GF_USERS_ALLOW_SIGN_UP": "false", "GF_ANALYTICS_REPORTING_ENABLED": "false",
@@ -114,8 +108,8 @@ class Observability(Concern):
         if s.jaeger.enabled:
             j = s.jaeger
             out.append(Workload(
-                name="jaeger", component="observability", role="jaeger", image=IMAGES["jaeger"],
-                members=["jaeger"], tier=("front", "back"), user=UIDS["jaeger"],
+                name="jaeger", component="observability", role="jaeger", image=self.image("jaeger"),
+                members=["jaeger"], tier=("front", "back"), user=images.UPSTREAM_UIDS["jaeger"],
                 args=[f"--query.http-server.host-port=:{j.ui_port}",
                       f"--collector.otlp.http.host-port=:{j.otlp_port}", "--memory.max-traces=50000"],
                 env={"COLLECTOR_OTLP_ENABLED": "true", "SPAN_STORAGE_TYPE": "memory"},

@@ -73,6 +73,11 @@ class Platform(abc.ABC):
         """The image reference of ``slot``'s app (built, pulled or referenced)."""
 
     @abc.abstractmethod
+    def image(self, name: str, parent: pulumi.Resource) -> pulumi.Input[str]:
+        """The image reference of a service image (infra/images.py: postgres, redis, nginx, ...,
+        or an upstream one: grafana, jaeger)."""
+
+    @abc.abstractmethod
     def deploy(self, workload: Workload, parent: pulumi.Resource) -> list[pulumi.Resource]:
         """Declare the resources that run ``workload``."""
 

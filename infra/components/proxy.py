@@ -16,7 +16,7 @@ from __future__ import annotations
 import pulumi
 
 from infra.components.base import Concern
-from infra.components.images import IMAGES, UIDS
+from infra import images
 from infra.components.model import Edge, Port, Probe, Workload
 from infra.components.sizing import resources_for
 
@@ -36,12 +36,11 @@ class Proxy(Concern):
             secret_files = {"/etc/recon/tls/server.crt": "tls_cert", "/etc/recon/tls/server.key": "tls_key"}
         probe = Probe(path="/health", port=n.http_port, initial_delay_s=2, period_s=10)
         return Workload(
-            name="nginx", component="proxy", role="nginx", image=IMAGES["nginx"], members=["nginx"],
-            kind="stateless", tier=("front", "back"), command=["nginx", "-g", "daemon off;", "-c",
-                                                               self.layout.conf("nginx/nginx.conf")],
+            name="nginx", component="proxy", role="nginx", image=self.platform.image("nginx", parent=self),
+            members=["nginx"], kind="stateless", tier=("front", "back"), command=self.command("nginx"),
             files=[self.conf("nginx/nginx.conf")], secret_files=secret_files, ports=ports,
             liveness=probe, readiness=probe, resources=resources_for(self.spec, "nginx"),
-            user=UIDS["nginx"], http_client="curl", peers=[Edge("ingress", n.http_port)])
+            user=images.UID, http_client="curl", peers=[Edge("ingress", n.http_port)])
 
     def extra(self) -> list[pulumi.Resource]:
         self.edge_workload = self.nginx()

@@ -4,7 +4,9 @@
 
 | config key (recon:)      | used for                                   | when absent            |
 |--------------------------|--------------------------------------------|------------------------|
-| postgres_password        | the application's database user           | generated (RandomPassword) |
+| superuser_password       | PostgreSQL's superuser (postgres)          | generated (RandomPassword) |
+| exporter_password        | the metrics exporter's database role      | generated              |
+| postgres_password        | the application's database user           | generated              |
 | replication_password     | streaming replication user                 | generated              |
 | redis_password           | Redis and Sentinel AUTH                    | generated              |
 | grafana_admin_password   | Grafana's admin user                       | generated              |
@@ -33,6 +35,8 @@ from infra.spec import StackSpec
 GENERATED_LENGTH = 32
 
 SECRET_KEYS: tuple[str, ...] = (
+    "superuser_password",
+    "exporter_password",
     "postgres_password",
     "replication_password",
     "redis_password",
@@ -43,6 +47,8 @@ SECRET_KEYS: tuple[str, ...] = (
 
 def _from_spec(spec: StackSpec) -> dict[str, object]:
     return {
+        "superuser_password": None,
+        "exporter_password": None,
         "postgres_password": spec.postgres.password,
         "replication_password": spec.postgres.replication_password,
         "redis_password": spec.redis.password,
@@ -105,8 +111,6 @@ class StackSecrets:
 
         self.values["database_url"] = dsn(primary_host)
         self.values["database_replica_url"] = dsn(replica_hosts[0]) if replica_hosts else dsn(primary_host)
-        self.values["exporter_dsn"] = pulumi.Output.secret(self["postgres_password"].apply(
-            lambda pw: f"postgresql://{user}:{quote(pw, safe='')}@{primary_host}:{pg.port}/{db}?sslmode=disable"))
         self.values["pgpass"] = pulumi.Output.secret(self["replication_password"].apply(
             lambda pw: f"*:*:*:{pg.replication_user}:{_pgpass_escape(pw)}\n"))
 

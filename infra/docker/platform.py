@@ -2,7 +2,7 @@
 
     DockerPlatform
     ├── DockerHost: networks front (bridge), back and data (internal: no route out),
-    │               the app image (built from ./Dockerfile, or pulled), TLS for Nginx
+    │               images (built from Debian packages and ./Dockerfile: infra/images.py), TLS for Nginx
     ├── deploy(workload) -> per member: Container (+ data Volume, + conf Volume)
     │   ├── job      -> runs once on create, attached: dependants start after it exits
     │   └── cronjob  -> created, not started: ops/ runs it with ``docker start -a``
@@ -33,6 +33,7 @@ from typing import Any
 import pulumi
 import pulumi_docker as docker
 
+from infra import images
 from infra.components.model import Probe, Workload
 from infra.components.platform import Platform
 from infra.layout import ContainerLayout
@@ -40,7 +41,6 @@ from infra.render import RenderContext
 from infra.spec import REPO_ROOT, StackSpec
 
 CONF_ROOT = "/etc/recon"
-DOCKERFILE = REPO_ROOT / "Dockerfile"
 TIERS = ("front", "back", "data")
 LOG_OPTS = {"max-size": "10m", "max-file": "5"}
 
@@ -124,23 +124,34 @@ class DockerPlatform(Platform):
 
     # -- images -------------------------------------------------------------------------
     def app_image(self, slot: str, parent: pulumi.Resource) -> pulumi.Input[str]:
-        """Build a local image name from ./Dockerfile (once per name); pull a registry one.
-
-        Trap: the build context is this working tree. Deploying a new version to the idle
-        slot means giving that slot a new image name; an unchanged name is not rebuilt.
-        """
+        """The slot's app image: built here from ./Dockerfile (infra/images.py, tagged by content:
+        the same code and lock give the same image) when the slot names a local image, pulled
+        when it names a registry."""
         ref = self.spec.backend.slots[slot].image
+        if not is_local_image(ref):
+            return self._remote(ref)
+        return self._build(images.app_image(self.spec, self.spec.backend.slots[slot].version))
+
+    def image(self, name: str, parent: pulumi.Resource) -> pulumi.Input[str]:
+        if name in images.UPSTREAM:
+            return self._remote(images.UPSTREAM[name])
+        return self._build(images.service_images(self.spec)[name])
+
+    def _build(self, defn: images.ImageDef) -> pulumi.Input[str]:
+        if defn.ref not in self.images:
+            self.images[defn.ref] = docker.Image(
+                f"image-{defn.name.removeprefix('recon-')}-{defn.tag}", image_name=defn.ref, skip_push=True,
+                build=docker.DockerBuildArgs(context=str(defn.context), dockerfile=str(defn.dockerfile),
+                                             platform="linux/amd64", args=defn.args),
+                opts=pulumi.ResourceOptions(parent=self.host))
+        return self.images[defn.ref].image_name
+
+    def _remote(self, ref: str) -> pulumi.Input[str]:
         if ref not in self.images:
-            name = f"app-{len(self.images) + 1}"
-            opts = pulumi.ResourceOptions(parent=self.host)
-            if is_local_image(ref):
-                self.images[ref] = docker.Image(name, image_name=ref, skip_push=True, build=docker.DockerBuildArgs(
-                    context=str(REPO_ROOT), dockerfile=str(DOCKERFILE), platform="linux/amd64",
-                    args={"RECON_VERSION": self.spec.backend.slots[slot].version}), opts=opts)
-            else:
-                self.images[ref] = docker.RemoteImage(name, name=ref, keep_locally=True, opts=opts)
-        image = self.images[ref]
-        return image.image_name if isinstance(image, docker.Image) else image.image_id
+            name = "remote-" + ref.replace("/", "-").replace(":", "-").replace(".", "-")
+            self.images[ref] = docker.RemoteImage(name, name=ref, keep_locally=True,
+                                                  opts=pulumi.ResourceOptions(parent=self.host))
+        return self.images[ref].image_id
 
     # -- workloads ------------------------------------------------------------------------
     def deploy(self, w: Workload, parent: pulumi.Resource) -> list[pulumi.Resource]:

@@ -149,6 +149,14 @@ class KubernetesPlatform(Platform):
     def app_image(self, slot: str, parent: pulumi.Resource) -> pulumi.Input[str]:
         return self.spec.backend.slots[slot].image
 
+    def image(self, name: str, parent: pulumi.Resource) -> pulumi.Input[str]:
+        """A service image as CI pushes it: ``<images.registry>/recon-<name>:<content tag>``."""
+        from infra import images
+        if name in images.UPSTREAM:
+            return images.UPSTREAM[name]
+        ref = images.service_images(self.spec)[name].ref
+        return f"{self.spec.images.registry}/{ref}" if self.spec.images.registry else ref
+
     # -- pods ---------------------------------------------------------------------------
     def _member_prefix(self, w: Workload) -> str:
         """Shell that sets RECON_MEMBER / RECON_MEMBER_HOST from the pod's ordinal."""

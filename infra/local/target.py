@@ -314,13 +314,13 @@ class LocalTarget:
             if repl.get("master_link_status") != "up":
                 return Health(False, f"replica, link to master {repl.get('master_link_status')}")
             return Health(True, f"replica of {repl['master_host']}:{repl['master_port']}")
-        named = self._sentinels_master()
+        named = self.sentinels_master()
         if named is not None and named != (self.spec.host, p.port):
             return Health(False, f"master, but the Sentinels name {named[0]}:{named[1]}: a stale master "
                                  "awaiting demotion")
         return Health(True, f"master, {repl.get('connected_slaves', 0)} replica(s)")
 
-    def _sentinels_master(self) -> tuple[str, int] | None:
+    def sentinels_master(self) -> tuple[str, int] | None:
         """The master the first answering Sentinel names (None: no Sentinels, or none answers)."""
         for proc in self.layout.sentinels():
             ep = self.layout.endpoint(proc)

@@ -221,8 +221,8 @@ def wal_covers_target(r: Restore) -> None:
         if not low <= t <= high:
             gap = (f"; WAL from segment {missing} on never reached the repository (archiving was broken)"
                    if missing else "")
-            raise BadInput(f"--target-time {r.target_time} is not covered by archived WAL: recoverable "
-                           f"[{_iso(low)}, {_iso(high)}] (backup {base.label} end .. "
+            raise BadInput(f"--target-time {r.target_time} is outside the recoverable window "
+                           f"[{_iso(low)}, {_iso(high)}] that archived WAL covers (backup {base.label} end .. "
                            f"{'now' if high > time.time() - 1 else 'last archived WAL before any gap'}){gap}; "
                            "nothing was changed")
         return {"from": _iso(low), "to": _iso(high), "gap_at": missing}

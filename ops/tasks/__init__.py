@@ -2,7 +2,7 @@
 
 from invoke import Collection
 
-from ops.tasks import app, backup, db, release, stack
+from ops.tasks import app, backup, db, images, release, stack
 
 ns = Collection()
 for t in (stack.up, stack.down, stack.status, app.demo):
@@ -11,5 +11,6 @@ for t in (release.deploy, release.switch, release.canary, release.promote, relea
     ns.add_task(t)
 ns.add_collection(Collection("db", db.failover, db.rebuild_replica))
 ns.add_collection(backup.backup_ns)
+ns.add_collection(images.images_ns)
 for t in (backup.backups, backup.restore):
     ns.add_task(t)

@@ -41,7 +41,11 @@ def test_database_docker(staging):
     assert {n["name"] for n in primary.props["networksAdvanced"]} == {"recon-staging-data"}
     replica = staging.get(CONTAINER, "postgres-replica-1")
     files = {u["file"]: u for u in replica.props["uploads"]}
-    assert files["/etc/recon/postgres/pgpass"]["permissions"] == "0600"
+    # delivered where the rendered primary_conninfo's passfile= and the script's PGPASSFILE look
+    assert files["/etc/recon/secrets/pgpass"]["permissions"] == "0600"
+    conf = files["/etc/recon/postgres/replica-1/postgresql.conf"]["content"]
+    assert "passfile=/etc/recon/secrets/pgpass" in conf
+    assert docker_env(replica)["RECON_PGPASS"] == "/etc/recon/secrets/pgpass"
     assert "primary_slot_name = 'replica_1'" in files["/etc/recon/postgres/replica-1/postgresql.conf"]["content"]
     assert docker_env(primary)["RECON_REPLICA_SLOTS"] == "replica_1"
 
@@ -54,11 +58,13 @@ def test_database_kubernetes(production):
     assert claim["spec"]["resources"]["requests"]["storage"] == f"{pg.storage_gib}Gi"
     c = main_container(primary)
     assert c["resources"]["limits"] == {"cpu": "1000m", "memory": f"{pg.resources.memory_limit_mib}Mi"}
-    assert env_of(c)["POSTGRES_PASSWORD"] == {"secretKeyRef": {"name": "recon-secrets", "key": "postgres_password"}}
+    assert env_of(c)["RECON_APP_PASSWORD"] == {"secretKeyRef": {"name": "recon-secrets", "key": "postgres_password"}}
+    assert env_of(c)["RECON_SUPERUSER_PASSWORD"] == {"secretKeyRef": {"name": "recon-secrets",
+                                                                       "key": "superuser_password"}}
     # the replica's pgpass is copied by an init container so it can be 0600 and owned by postgres
     init = replica.props["spec"]["template"]["spec"]["initContainers"][0]
-    assert "chmod 600 /etc/recon/postgres/pgpass" in init["command"][2]
-    assert "replica-$n/postgresql.conf" in main_container(replica)["command"][2]
+    assert "chmod 600 /etc/recon/secrets/pgpass" in init["command"][2]
+    assert '/etc/recon/postgres/${RECON_MEMBER#postgres-}/postgresql.conf' in main_container(replica)["command"][2]
 
 
 # -- Cache -----------------------------------------------------------------------------------
@@ -176,7 +182,7 @@ def test_prometheus_kubernetes_discovers_pods(production):
     assert jobs["recon-backend"]["kubernetes_sd_configs"][0]["namespaces"]["names"] == [production.spec.namespace]
     assert "recon-worker" in jobs and "node" not in jobs
     sts = production.get(STS, "prometheus")
-    assert f"--storage.tsdb.retention.time={production.spec.prometheus.retention_days}d" in main_container(sts)["args"]
+    assert f"--storage.tsdb.retention.time={production.spec.prometheus.retention_days}d" in main_container(sts)["command"]
     role = production.get("kubernetes:rbac.authorization.k8s.io/v1:Role", "prometheus-discovery")
     assert role.props["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]
 
@@ -211,8 +217,9 @@ ALONE = {
     "Cache": ({CONTAINER: 5, "docker:index/volume:Volume": 10},
               {STS: 3, "kubernetes:core/v1:Service": 3, "kubernetes:core/v1:ConfigMap": 3}),
     # Docker: prometheus data + conf, alertmanager conf, grafana conf; Kubernetes: no node-exporter
-    "Observability": ({CONTAINER: 7, "docker:index/volume:Volume": 4},
-                      {STS: 1, DEPLOY: 5, "kubernetes:core/v1:Service": 6, "kubernetes:core/v1:ConfigMap": 3,
+    # the postgres exporter reads its password from a 0600 file (a conf volume on Docker)
+    "Observability": ({CONTAINER: 7, "docker:index/volume:Volume": 5},
+                      {STS: 1, DEPLOY: 5, "kubernetes:core/v1:Service": 6, "kubernetes:core/v1:ConfigMap": 4,
                        "kubernetes:core/v1:ServiceAccount": 1, "kubernetes:rbac.authorization.k8s.io/v1:Role": 1,
                        "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding": 1}),
     "Backups": ({CONTAINER: 1, "docker:index/volume:Volume": 1},

@@ -30,12 +30,16 @@ EXPECTED = {
         # 2 postgres + 2 redis + 3 sentinels + 2x2 backend + 2x1 worker + 1 migrate (one version)
         # + nginx + prometheus, alertmanager, 3 exporters, grafana, jaeger + backup job
         "docker:index/container:Container": 23,
-        "docker:index/image:Image": 1,          # both slots name recon-app:0.1.0: built once
+        # built here (infra/images.py): 8 service images from Debian packages + the app (both slots
+        # run 0.1.0: one content tag, built once); Grafana and Jaeger are pulled upstream images
+        "docker:index/image:Image": 9,
+        "docker:index/remoteImage:RemoteImage": 2,
         "docker:index/network:Network": 3,      # front, back, data
         # data: 2 postgres + 2 redis + 3 sentinel + prometheus + backup; conf: every container
-        # with rendered files (2 pg, 2 redis, 3 sentinel, nginx, prometheus, alertmanager, grafana)
-        "docker:index/volume:Volume": 20,
-        "random:index/randomPassword:RandomPassword": 5,
+        # with rendered or secret files (2 pg, 2 redis, 3 sentinel, nginx, prometheus, alertmanager,
+        # grafana, the postgres exporter's password file)
+        "docker:index/volume:Volume": 21,
+        "random:index/randomPassword:RandomPassword": 7,  # SECRET_KEYS (infra/components/secrets.py)
         "tls:index/privateKey:PrivateKey": 1,    # self-signed staging TLS (no recon:tls_cert set)
         "tls:index/selfSignedCert:SelfSignedCert": 1,
     },
@@ -45,7 +49,7 @@ EXPECTED = {
         "kubernetes:autoscaling/v2:HorizontalPodAutoscaler": 2,  # one per slot
         "kubernetes:batch/v1:CronJob": 1,       # logical backup
         "kubernetes:batch/v1:Job": 1,           # migrations for the one version both slots run
-        "kubernetes:core/v1:ConfigMap": 8,
+        "kubernetes:core/v1:ConfigMap": 9,
         "kubernetes:core/v1:Namespace": 1,
         "kubernetes:core/v1:PersistentVolumeClaim": 1,  # backup volume (StatefulSets use claim templates)
         "kubernetes:core/v1:Secret": 1,
@@ -56,7 +60,7 @@ EXPECTED = {
         "kubernetes:policy/v1:PodDisruptionBudget": 5,  # postgres(2), redis(3), sentinel(3), backend(6), worker(4)
         "kubernetes:rbac.authorization.k8s.io/v1:Role": 1,
         "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding": 1,
-        "random:index/randomPassword:RandomPassword": 5,
+        "random:index/randomPassword:RandomPassword": 7,
     },
 }
 
@@ -167,7 +171,7 @@ def test_main_reads_config_secrets_and_exports_outputs():
     assert "postgres-password" not in generated  # the config secret wins
     assert {"replication-password", "redis-password", "grafana-admin-password", "backup-cipher-pass"} <= generated
     pg = next(r for r in mocks.records if r.type == "docker:index/container:Container" and r.name == "postgres-primary")
-    assert "POSTGRES_PASSWORD=from-config-0123456789" in pg.props["envs"]
+    assert "RECON_APP_PASSWORD=from-config-0123456789" in pg.props["envs"]
     assert "envs" in pg.secret_paths
     assert load_spec("staging").target == "docker"
 
