@@ -119,11 +119,12 @@ class PgBackRest:
     def check(self) -> Result:
         return self.run("check", timeout=120, check=False)
 
-    def archive_segments(self, repo: int = 1) -> list[tuple[int, str, float]]:
-        """Archived WAL segments of ``repo``: (absolute segment number, file name, archived at),
-        oldest first, one entry per number (the newest timeline's). Posix repositories only."""
-        arch = f"{self.paths.repo(repo)}/archive/{self.stanza}"
-        res = self.ex.run(f"find {shlex.quote(arch)} -type f -name '0*' -printf '%f %T@\\n' 2>/dev/null",
+    def archive_segments(self) -> list[tuple[int, str, float]]:
+        """Archived WAL segments in any repository (archive-get falls back from one to the next):
+        (absolute segment number, file name, archived at), oldest first, one entry per number
+        (the newest timeline's). Posix repositories only."""
+        archs = " ".join(shlex.quote(f"{self.paths.repo(n)}/archive/{self.stanza}") for n in (1, 2))
+        res = self.ex.run(f"find {archs} -type f -name '0*' -printf '%f %T@\\n' 2>/dev/null",
                           timeout=60, check=False)
         by_number: dict[int, tuple[str, float]] = {}
         for line in res.stdout.split("\n"):
@@ -139,7 +140,7 @@ class PgBackRest:
         """(from, to, first missing segment) that WAL archived since ``backup`` lets a restore reach:
         ``to`` is when the last segment before the first gap was archived (None: no gap)."""
         start = segment_number(backup.wal_start) if backup.wal_start else None
-        segments = [s for s in self.archive_segments(backup.repo) if start is None or s[0] >= start]
+        segments = [s for s in self.archive_segments() if start is None or s[0] >= start]
         covered_to, missing, expected = float(backup.stop), None, start
         for number, _, mtime in segments:
             if expected is not None and number != expected:

@@ -169,10 +169,14 @@ def test_run_log_records_each_step_without_secrets(drill):
     assert 'recon_backup_last_success_timestamp_seconds{stack="local",tier="daily"}' in prom
 
 
-def _archived(spec) -> list:
+def _archived(spec, repo: int = 1) -> list:
+    """The current timeline's archived segments in ``repo``, oldest first (earlier restores left
+    other timelines in the archive, some with higher segment numbers)."""
     import re
-    arch = spec.state_path / "data" / "backup" / "pgbackrest" / "repo1" / "archive" / spec.backup.stanza
-    return sorted((p for p in arch.rglob("0*") if re.match(r"^[0-9A-F]{24}-", p.name)), key=lambda p: p.name[8:24])
+    timeline = f"{int(psql(spec, 'SELECT timeline_id FROM pg_control_checkpoint()')):08X}"
+    arch = spec.state_path / "data" / "backup" / "pgbackrest" / f"repo{repo}" / "archive" / spec.backup.stanza
+    return sorted((p for p in arch.rglob(timeline + "*") if re.match(r"^[0-9A-F]{24}-", p.name)),
+                  key=lambda p: p.name[8:24])
 
 
 def _new_segments(spec, n: int) -> str:
@@ -194,8 +198,10 @@ def test_restore_refuses_a_target_past_a_gap_in_the_archived_wal(drill):
     fab(env, "backup", "--full")
     _new_segments(spec, 3)
     hidden = _archived(spec)[-2]
-    aside = hidden.with_name(hidden.name + ".aside")
-    hidden.rename(aside)
+    # archive-get falls back to the other repository: the segment must be missing from both
+    twins = [hidden] + [p for p in _archived(spec, 2) if p.name == hidden.name]
+    for p in twins:
+        p.rename(p.with_name(p.name + ".aside"))
     try:
         before = fingerprint(env)
         for extra in (["--dry-run"], ["--yes"]):
@@ -206,7 +212,8 @@ def test_restore_refuses_a_target_past_a_gap_in_the_archived_wal(drill):
             assert "stop the application" not in res.stderr
         assert fingerprint(env) == before
     finally:
-        aside.rename(hidden)
+        for p in twins:
+            p.with_name(p.name + ".aside").rename(p)
 
 
 def test_a_restore_that_cannot_recover_puts_everything_back_and_quotes_postgresql(drill):
@@ -214,20 +221,24 @@ def test_a_restore_that_cannot_recover_puts_everything_back_and_quotes_postgresq
     directory is back, earlier pre-restore copies are kept, PostgreSQL's own words are in the error."""
     env, spec = drill
     fab(env, "backup", "--full")
-    _new_segments(spec, 2)
+    needed = _new_segments(spec, 2)  # before the target: recovery has to read it to get there
     target = time.time()
     time.sleep(1)
     _new_segments(spec, 1)
     data = spec.state_path / "data" / "postgres-primary"
     copies = sorted(p.name for p in data.parent.glob("postgres-primary.pre-restore-*"))
     rows_before = psql(spec, "SELECT count(*) FROM reconciliations")
-    damaged = _archived(spec)[-2]
-    original = damaged.read_bytes()
-    damaged.write_bytes(b"\0" * len(original))
+    # damaged in both repositories (archive-get would fall back to a good copy in the other)
+    damaged = [p for repo in (1, 2) for p in _archived(spec, repo) if p.name.startswith(needed)]
+    assert damaged
+    originals = {p: p.read_bytes() for p in damaged}
+    for p, data in originals.items():
+        p.write_bytes(b"\0" * len(data))
     try:
         res = fab(env, "restore", "--yes", "--target-time", iso(target), check=False)
     finally:
-        damaged.write_bytes(original)
+        for p, data in originals.items():
+            p.write_bytes(data)
     assert res.returncode == 1, res.stderr[-2000:]
     assert "previous data was put back" in res.stderr
     assert "PostgreSQL says:" in res.stderr and "FATAL" in res.stderr
