@@ -1,6 +1,7 @@
 """PostgreSQL access: a primary pool for writes and an optional replica pool for reads.
 
-``Database.primary()`` / ``Database.reader()`` hand out pooled psycopg 3 connections.
+``Database.primary()`` / ``Database.reader()`` / ``Database.reader_at(lsn)`` hand out pooled
+psycopg 3 connections.
 
 Traps:
 
@@ -9,9 +10,12 @@ Traps:
   ``timeout`` seconds and raises :class:`DatabaseUnavailable`.
 * Connections are checked on checkout (one round trip): after a PostgreSQL restart or
   failover, stale pooled connections are replaced instead of failing the next requests.
-* The replica lags the primary. Use ``reader()`` only where a few hundred milliseconds of
-  staleness is harmless (listings, exports of finished runs); read-after-write goes to the
-  primary. If the replica is unreachable, ``reader()`` falls back to the primary.
+* The replica lags the primary, by milliseconds or (replay conflicts, a slow disk, a
+  ``recovery_min_apply_delay``) by minutes. ``reader()`` takes it however far behind it is:
+  only for reads where staleness is harmless (the list of reconciliations). A read that must
+  not be older than some write uses ``reader_at(lsn)`` with a WAL position taken after that
+  write committed (see :mod:`app.db.results`): the replica answers once it has replayed it,
+  the primary otherwise. If the replica is unreachable, both fall back to the primary.
 """
 
 from __future__ import annotations
@@ -67,7 +71,7 @@ class Database:
         self._dsn_shown = redact_dsn(dsn)
         self._replica_down_until = 0.0
 
-    def open(self, wait: bool = False) -> "Database":
+    def open(self, wait: bool = False) -> Database:
         self._primary.open(wait=wait, timeout=self.settings.db_connect_timeout if wait else 30)
         if self._replica is not None:
             self._replica.open(wait=False)
@@ -93,23 +97,61 @@ class Database:
     def reader(self, timeout: float | None = None) -> Iterator[psycopg.Connection]:
         """A connection for read-only queries: the replica when configured and reachable.
 
+        The replica may be any distance behind the primary; see :meth:`reader_at` for reads
+        that must see a given write.
+
         Trap: an error raised *inside* the block (a query failing on the replica) is not
         retried on the primary; only failing to get a replica connection falls back.
         """
+        with self._replica_or_primary(timeout, lsn=None) as conn:
+            yield conn
+
+    @contextlib.contextmanager
+    def reader_at(self, lsn: str | None, timeout: float | None = None) -> Iterator[psycopg.Connection]:
+        """A read-only connection that sees every commit up to WAL position ``lsn``.
+
+        The replica when it is configured, reachable and has replayed ``lsn``
+        (``pg_last_wal_replay_lsn() >= lsn``, one round trip); otherwise the primary.
+        ``lsn=None`` means the position is unknown: the primary.
+
+        Trap: ``lsn`` must have been taken *after* the write it stands for committed
+        (``pg_current_wal_insert_lsn()`` in a later statement); a position read inside the
+        writing transaction lies before its commit record, which the replica may not have.
+        """
+        if lsn is None:
+            with self.primary(timeout) as conn:
+                yield conn
+            return
+        with self._replica_or_primary(timeout, lsn=lsn) as conn:
+            yield conn
+
+    @property
+    def has_replica(self) -> bool:
+        """True when a replica is configured (reachable or not)."""
+        return self._replica is not None
+
+    @contextlib.contextmanager
+    def _replica_or_primary(self, timeout: float | None, lsn: str | None) -> Iterator[psycopg.Connection]:
+        """The replica (if it has replayed ``lsn``, when given), else the primary."""
         if self._replica is not None and time.monotonic() >= self._replica_down_until:
             with contextlib.ExitStack() as stack:
                 try:
                     conn = stack.enter_context(self._replica.connection(timeout=timeout or 1.0))
+                    usable = lsn is None or _replayed(conn, lsn)
                 except (PoolTimeout, psycopg.OperationalError) as exc:
-                    # Circuit breaker: do not make every read wait for a dead replica.
-                    self._replica_down_until = time.monotonic() + REPLICA_RETRY_SECONDS
-                    log.warning("replica unavailable, reading from primary",
-                                extra={"error": str(exc), "retry_in": REPLICA_RETRY_SECONDS})
-                else:
+                    self._trip_replica_breaker(exc)
+                    usable = False
+                if usable:
                     yield conn
                     return
         with self.primary(timeout) as conn:
             yield conn
+
+    def _trip_replica_breaker(self, exc: Exception) -> None:
+        """Circuit breaker: do not make every read wait for a dead replica."""
+        self._replica_down_until = time.monotonic() + REPLICA_RETRY_SECONDS
+        log.warning("replica unavailable, reading from primary",
+                    extra={"error": str(exc), "retry_in": REPLICA_RETRY_SECONDS})
 
     @property
     def uses_replica(self) -> bool:
@@ -123,6 +165,13 @@ class Database:
                 conn.execute("SELECT 1")
         except psycopg.Error as exc:
             raise DatabaseUnavailable(f"PostgreSQL at {self._dsn_shown}: {exc}") from exc
+
+
+def _replayed(conn: psycopg.Connection, lsn: str) -> bool:
+    """Has the server behind ``conn`` replayed WAL up to ``lsn``? (A server not in recovery has.)"""
+    row = conn.execute("SELECT NOT pg_is_in_recovery() OR coalesce(pg_last_wal_replay_lsn() >= %s::pg_lsn, false)",
+                       (lsn,)).fetchone()
+    return bool(row and row[0])
 
 
 def connect(settings: Settings, *, autocommit: bool = False) -> psycopg.Connection:

@@ -5,9 +5,12 @@ Payload: ``{"run_id": int}``. Steps, each reported as progress (processed / tota
 1. ``load``: both sides' records of the reconciliation, minus those pinned by reviewed,
    confirmed matches of the previous run (people's decisions survive a re-run).
 2. ``match``: :func:`app.engine.match` with the run's rules.
-3. ``store``: one transaction writes matches, match items, discrepancies, the run's summary
-   and the fenced job completion; a crash before its commit leaves nothing behind and the
-   job is retried. A dry run stores only the summary.
+3. ``store``: one transaction writes matches, match items, discrepancies, refreshes the bulk
+   tables' statistics, stores the results summary that ``/summary`` serves right after the
+   run, the run's summary and the fenced job completion; a crash before its commit leaves
+   nothing behind and the job is retried. A dry run stores only the run's summary.
+4. After the commit: the run's read position (``runs.results_lsn``), from which a replica
+   may answer for its results (:mod:`app.db.results`).
 
 Trap: record ids given to the engine are the ``records.id`` primary keys (unique across all
 imports of a side), not the importer's per-file ids (kept in ``records.source_id``).
@@ -15,6 +18,7 @@ imports of a side), not the importer's per-file ids (kept in ``records.source_id
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -25,6 +29,7 @@ import polars as pl
 import psycopg
 
 from app import metrics
+from app.db import results
 from app.jobs.worker import JobContext, PermanentJobError
 from app.records import RECORD_SCHEMA
 
@@ -254,6 +259,10 @@ def handle(ctx: JobContext) -> None:
             if not dry_run:
                 store_result(conn, run_id, recon_id, result, {"left": left, "right": right})
                 _copy_pinned(conn, run_id, recon_id, pinned)
+                t_analyze = time.perf_counter()
+                results.refresh_statistics(conn)
+                summary["analyze_seconds"] = round(time.perf_counter() - t_analyze, 3)
+                results.store_summary(conn, recon_id, run_id, summary["rules"])
             summary["store_seconds"] = round(time.perf_counter() - t_store, 3)
             summary["seconds"] = round(time.perf_counter() - started, 3)
             conn.execute("UPDATE runs SET status = 'succeeded', finished_at = now(), summary = %s WHERE id = %s",
@@ -263,6 +272,8 @@ def handle(ctx: JobContext) -> None:
                              "updated_at = now() WHERE id = %s", (run_id, recon_id))
             conn.execute("UPDATE jobs SET processed = %s, total = %s WHERE id = %s", (total, total, ctx.job.id))
             ctx.finish(conn)
+        if not dry_run:
+            _record_read_position(conn, run_id)
     ctx.progress("done", total, total)
     elapsed = time.perf_counter() - started
     metrics.RECONCILIATION_SECONDS.observe(elapsed)
@@ -271,6 +282,22 @@ def handle(ctx: JobContext) -> None:
     metrics.MATCH_RATE.set(result.match_rate_with_suggested)
     log.info("reconciliation stored", extra={"run_id": run_id, "records": total, "seconds": round(elapsed, 3),
                                              "match_rate": summary["match_rate"], "dry_run": dry_run})
+
+
+def _record_read_position(conn: psycopg.Connection, run_id: int) -> None:
+    """Committed: replicas that have replayed this far may answer for the run's results.
+
+    Best effort: the job has succeeded whatever happens here. Without a position readers use
+    the primary and record one themselves (:func:`app.web.results.reading`).
+    """
+    try:
+        results.record_read_position(conn, run_id)
+        conn.commit()
+    except psycopg.Error as exc:
+        with contextlib.suppress(psycopg.Error):
+            conn.rollback()
+        log.warning("read position not recorded; results are read from the primary until a reader records it",
+                    extra={"run_id": run_id, "error": str(exc)})
 
 
 def on_failure(ctx: JobContext, error: str) -> None:

@@ -1,9 +1,16 @@
 """Results of the current run: summary, matches, unmatched records, discrepancies, exports.
 
 Listings are keyset-paginated: pass the returned ``next_after`` as ``after`` for the next
-page (stable under concurrent review, unlike offsets). Reads go to the replica when one is
-configured (see :meth:`app.db.Database.reader`); a review action followed at once by a read
-may therefore not see itself for a few hundred milliseconds on a lagging replica.
+page (stable under concurrent review, unlike offsets).
+
+Read-your-writes: a read is never older than the last run, review or upload before it. Each
+request reads the reconciliation's state on the primary, then its results from the replica
+only once that has replayed the results' read position (``runs.results_lsn``), else from the
+primary (:func:`reading`, :mod:`app.db.results`).
+
+``/summary`` right after a run is the summary the worker stored with the results; after a
+review or an upload it is computed live and cached in Redis under the results' version
+(run, run finish time, review version, last import), so no other state's answer is served.
 
 Amounts are integer minor units (``*_minor``) plus a decimal string (``amount``) made with
 :func:`app.records.from_minor`; never a float.
@@ -11,23 +18,28 @@ Amounts are integer minor units (``*_minor``) plus a decimal string (``amount``)
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
 import io
+import logging
 import re
 from collections.abc import Iterator
 from typing import Any, Literal
 
+import psycopg
 from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import StreamingResponse
 
 from app.auth import Principal
 from app.db import Database
+from app.db import results as stored
+from app.db.results import Results, money
 from app.records import CURRENCY_EXPONENTS, from_minor
 from app.web.deps import require, services
-from app.web.reconciliations import get_reconciliation
 from app.web.services import Services
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1/reconciliations/{recon_id}", tags=["results"])
 
 MatchStatus = Literal["active", "suggested", "confirmed", "rejected", "unlinked", "all"]
@@ -37,18 +49,43 @@ _MATCH_COLS = ("id", "kind", "status", "origin", "rule", "score", "criteria", "a
                "left_amount_minor", "right_amount_minor", "currency", "reviewed_by", "reviewed_at", "created_at")
 
 
-def money(amount_minor: int | None, currency: str | None) -> str | None:
-    if amount_minor is None or currency is None or currency not in CURRENCY_EXPONENTS:
-        return None if amount_minor is None else str(amount_minor)
-    return str(from_minor(amount_minor, currency))
+SUMMARY_CACHE_SECONDS = 3600
+
+
+def current_results(db: Database, recon_id: int) -> Results:
+    """The reconciliation's current results as the primary has them (404 / 409 when there are none)."""
+    with db.primary() as conn:
+        results = stored.current_results(conn, recon_id)
+    if results is None:
+        raise HTTPException(404, f"reconciliation {recon_id} does not exist")
+    if results.run_id is None:
+        raise HTTPException(409, f"reconciliation {recon_id} has no finished run yet; "
+                            f"POST /api/v1/reconciliations/{recon_id}/runs first (status: {results.status})")
+    return results
 
 
 def current_run(db: Database, recon_id: int) -> int:
-    rec = get_reconciliation(db, recon_id)
-    if rec["current_run_id"] is None:
-        raise HTTPException(409, f"reconciliation {recon_id} has no finished run yet; "
-                            f"POST /api/v1/reconciliations/{recon_id}/runs first (status: {rec['status']})")
-    return int(rec["current_run_id"])
+    run_id = current_results(db, recon_id).run_id
+    assert run_id is not None
+    return run_id
+
+
+@contextlib.contextmanager
+def reading(db: Database, results: Results) -> Iterator[psycopg.Connection]:
+    """A connection that sees ``results`` or anything newer: the replica once it has replayed them.
+
+    When the read position is unknown (a review or upload committed since it was recorded)
+    it is recorded now, on the primary, for the next reads; this read goes to the primary.
+    """
+    lsn = results.lsn
+    if lsn is None and db.has_replica and results.run_id is not None:
+        try:
+            with db.primary() as conn:
+                stored.record_read_position(conn, results.run_id)
+        except psycopg.Error as exc:  # this read is right either way; the next one tries again
+            log.warning("read position not recorded", extra={"run_id": results.run_id, "error": str(exc)})
+    with db.reader_at(lsn) as conn:
+        yield conn
 
 
 def _check_limit(limit: int) -> None:
@@ -87,39 +124,20 @@ def _match_filters(run_id: int, status: MatchStatus, rule: str | None, kind: str
 @router.get("/summary", summary="Counts and amounts per status, side and currency (live, after review)")
 def summary(recon_id: int, svc: Services = Depends(services), _: Principal = Depends(require("viewer"))) -> Any:
     db = svc.require_db()
-    run_id = current_run(db, recon_id)
+    results = current_results(db, recon_id)
+    assert results.run_id is not None
     with db.primary() as conn:
-        row = conn.execute("SELECT review_version, summary, (SELECT coalesce(max(id), 0) FROM imports "
-                           "WHERE reconciliation_id = %s) FROM runs WHERE id = %s", (recon_id, run_id)).fetchone()
-    version, run_summary, last_import = row if row else (0, None, 0)
-    # Review actions bump review_version; a new upload adds unmatched records: both change the key.
-    key = f"recon:summary:{run_id}:{version}:{last_import}"
+        body, engine = stored.stored_summary(conn, results)
+    if body is not None:
+        return body
+    key = f"recon:summary:v2:{results.version}"
     cached = svc.cache.get_json(key)
     if cached is not None:
         return cached
-    with db.reader() as conn:
-        rows = conn.execute(
-            "SELECT r.side, r.currency, coalesce(m.status, 'unmatched') AS status, count(*), sum(r.amount_minor) "
-            "FROM records r LEFT JOIN match_items mi ON mi.record_id = r.id AND mi.run_id = %s AND mi.active "
-            "LEFT JOIN matches m ON m.id = mi.match_id WHERE r.reconciliation_id = %s GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
-            (run_id, recon_id)).fetchall()
-        disc = conn.execute("SELECT d.field, count(*) FROM discrepancies d JOIN matches m ON m.id = d.match_id "
-                            "WHERE d.run_id = %s AND m.status IN ('suggested', 'confirmed') GROUP BY 1 ORDER BY 1",
-                            (run_id,)).fetchall()
-    counts = {f"{status}_{side}": 0 for status in ("confirmed", "suggested", "unmatched") for side in ("left", "right")}
-    amounts = []
-    for side, currency, status, n, total in rows:
-        counts[f"{status}_{side}"] = counts.get(f"{status}_{side}", 0) + n
-        amounts.append({"side": side, "currency": currency, "status": status, "count": n,
-                        "amount_minor": int(total), "amount": money(int(total), currency)})
-    total_records = sum(n for _, _, _, n, _ in rows)
-    matched = sum(n for _, _, status, n, _ in rows if status in ("suggested", "confirmed"))
-    out = {"reconciliation_id": recon_id, "run_id": run_id, "review_version": version, "counts": counts,
-           "match_rate": round(matched / total_records, 6) if total_records else 1.0,
-           "amounts": amounts, "discrepancies": dict(disc),
-           "engine": (run_summary or {}).get("rules") if isinstance(run_summary, dict) else None}
-    svc.cache.set_json(key, out, 3600)
-    return out
+    with reading(db, results) as conn:
+        body = stored.summary(conn, recon_id, results.run_id, results.review_version, engine)
+    svc.cache.set_json(key, body, SUMMARY_CACHE_SECONDS)
+    return body
 
 
 @router.get("/matches", summary="Matched pairs and groups of the current run, with their records")
@@ -130,9 +148,11 @@ def list_matches(recon_id: int, svc: Services = Depends(services), _: Principal 
                  after: int = Query(0, ge=0), limit: int = 100) -> dict[str, Any]:
     _check_limit(limit)
     db = svc.require_db()
-    run_id = current_run(db, recon_id)
+    results = current_results(db, recon_id)
+    run_id = results.run_id
+    assert run_id is not None
     where, params = _match_filters(run_id, status, rule, kind, currency, q, after)
-    with db.reader() as conn:
+    with reading(db, results) as conn:
         rows = conn.execute(f"SELECT {', '.join('m.' + c for c in _MATCH_COLS)} FROM matches m WHERE {where} "
                             "ORDER BY m.id LIMIT %s", [*params, limit]).fetchall()
         items = [dict(zip(_MATCH_COLS, r)) for r in rows]
@@ -184,10 +204,12 @@ def list_unmatched(recon_id: int, svc: Services = Depends(services), _: Principa
     if date_from and date_to and date_from > date_to:
         raise HTTPException(422, f"date_from {date_from} is after date_to {date_to}")
     db = svc.require_db()
-    run_id = current_run(db, recon_id)
+    results = current_results(db, recon_id)
+    run_id = results.run_id
+    assert run_id is not None
     where, params = _unmatched_filters(recon_id, run_id, side, currency, q, date_from, date_to, min_amount_minor,
                                        max_amount_minor, after)
-    with db.reader() as conn:
+    with reading(db, results) as conn:
         rows = conn.execute(f"SELECT {', '.join('r.' + c for c in _RECORD_COLS)} FROM records r WHERE {where} "
                             "ORDER BY r.id LIMIT %s", [*params, limit]).fetchall()
     items = [_record(r) for r in rows]
@@ -199,8 +221,9 @@ def list_discrepancies(recon_id: int, svc: Services = Depends(services), _: Prin
                        field: str | None = None, after: int = Query(0, ge=0), limit: int = 100) -> dict[str, Any]:
     _check_limit(limit)
     db = svc.require_db()
-    run_id = current_run(db, recon_id)
-    with db.reader() as conn:
+    results = current_results(db, recon_id)
+    run_id = results.run_id
+    with reading(db, results) as conn:
         rows = conn.execute(
             "SELECT d.id, d.match_id, m.rule, m.status, d.field, d.left_value, d.right_value, d.delta, m.currency "
             "FROM discrepancies d JOIN matches m ON m.id = d.match_id WHERE d.run_id = %s AND d.id > %s "
@@ -241,10 +264,10 @@ _EXPORTS: dict[str, tuple[list[str], str]] = {
 }
 
 
-def _export_rows(db: Database, view: str, params: dict[str, Any]) -> Iterator[list[Any]]:
+def _export_rows(db: Database, results: Results, view: str, params: dict[str, Any]) -> Iterator[list[Any]]:
     header, sql = _EXPORTS[view]
     amount_at = header.index("amount") if "amount" in header else None
-    with db.reader() as conn:
+    with reading(db, results) as conn:
         with conn.cursor(name=f"export_{view}") as cur:  # server-side: constant memory
             cur.itersize = 5000
             cur.execute(sql, params)
@@ -313,14 +336,15 @@ def export(recon_id: int, view: Literal["matches", "unmatched", "discrepancies"]
     The ``amount`` column is the exact decimal amount; ``amount_minor`` the integer it comes from.
     """
     db = svc.require_db()
-    run_id = current_run(db, recon_id)
+    results = current_results(db, recon_id)
+    run_id = results.run_id
     header = _EXPORTS[view][0]
     params = {"run": run_id, "recon": recon_id, "side": side}
     filename = f"reconciliation-{recon_id}-run-{run_id}-{view}.{format}"
     disposition = {"Content-Disposition": f'attachment; filename="{filename}"'}
     if format == "csv":
-        return StreamingResponse(_csv_stream(header, _export_rows(db, view, params)), media_type="text/csv",
+        return StreamingResponse(_csv_stream(header, _export_rows(db, results, view, params)), media_type="text/csv",
                                  headers=disposition)
-    body = _xlsx_bytes(view, header, _export_rows(db, view, params))
+    body = _xlsx_bytes(view, header, _export_rows(db, results, view, params))
     return StreamingResponse(iter([body]), headers=disposition,
                              media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")

@@ -25,7 +25,13 @@ from pydantic import SecretStr
 
 from app.db import Database
 from app.settings import Settings
-from testing.servers import OWNER_FILE, PG_BIN, PostgresServer, ThrowawayStack, free_port
+from testing.servers import (
+    OWNER_FILE,
+    PG_BIN,
+    PostgresServer,
+    ThrowawayStack,
+    free_port,
+)
 from tests.app.test_service_flow import LEFT, RIGHT, upload
 
 
@@ -78,7 +84,7 @@ def test_replica_session_refuses_writes(dsn: str, sql: str) -> None:
 
 # -- read-your-writes against a real, deliberately delayed streaming replica --------------------
 
-APPLY_DELAY_MS = 4000
+APPLY_DELAY_MS = 5000
 """The replica applies each commit this long after the primary: longer than any test's reads take."""
 
 
