@@ -17,6 +17,11 @@ One row per statement or ledger line, whatever the source format::
     raw             Utf8      no     the source line or element, verbatim, for audit and display
     line            Int64     no     1-based source line (text formats) or row (XLSX) of the record
 
+An importer may add one optional column after these, :data:`SOURCE_ID`::
+
+    source_id       Utf8      yes    the file's own id of the line (an ``id`` / ``entry_id`` column), as
+                                     text (``0042`` keeps its zeros); shown and stored, never matched on
+
 The traps:
 
 * Money is never a float. `amount_minor` is exact; divide by ``10 ** minor_unit(currency)`` only
@@ -53,6 +58,9 @@ RECORD_SCHEMA: Final = pl.Schema(
     }
 )
 """Column names and dtypes of a normalised record frame, in this order."""
+
+SOURCE_ID: Final = "source_id"
+"""Optional column: the file's own id of the line. :func:`validate_records` drops it like any extra column."""
 
 NON_NULL_COLUMNS: Final = ("id", "side", "amount_minor", "currency", "booking_date", "raw", "line")
 """Columns that never hold null in a valid record frame."""

@@ -6,6 +6,8 @@ fast path: one physical line per record, split by polars in bulk (a million line
 second); anything quoted goes through the csv module. Blank lines are skipped. Rows above
 ``header_row`` (bank exports often open with an account preamble) are ignored.
 
+Problems of one kind on many lines are one problem with a count (:func:`tabular.problems_from_frame`).
+
 The traps: a UTF-8 byte-order mark is stripped (Excel writes one); a cp1252 export read as
 UTF-8 is refused with every offending line listed and a hint, never decoded with replacement
 characters; the delimiter is sniffed only among ``, ; TAB |`` and must give every sampled
@@ -20,11 +22,15 @@ import io
 import polars as pl
 
 from app.importers import ImportOptions, ImportRejected, ImportResult, Problem
-from app.importers.tabular import Table, build_records
+from app.importers.tabular import (
+    Table,
+    build_records,
+    problems_from_frame,
+    problems_from_rows,
+)
 
 _DELIMITERS = (",", ";", "\t", "|")
 _SNIFF_LINES = 50
-_MAX_PROBLEMS = 1000
 
 
 def decode(data: bytes, encoding: str, filename: str) -> str:
@@ -34,19 +40,14 @@ def decode(data: bytes, encoding: str, filename: str) -> str:
         return data.decode(codec)
     except UnicodeDecodeError:
         pass
-    problems = []
+    kind = f"not valid {encoding}; set encoding (e.g. cp1252 or latin-1) to the file's real encoding"
+    rows: list[tuple[int | None, str | None, str, str | None]] = []
     for number, line in enumerate(data.splitlines(), start=1):
         try:
             line.decode(codec if number == 1 else encoding)
         except UnicodeDecodeError as exc:
-            byte = line[exc.start : exc.start + 1].hex()
-            problems.append(
-                Problem(number, None, f"byte 0x{byte} at position {exc.start + 1} is not valid {encoding}; "
-                        "set encoding (e.g. cp1252 or latin-1) to the file's real encoding")
-            )
-            if len(problems) >= _MAX_PROBLEMS:
-                break
-    raise ImportRejected(filename, problems or [Problem(None, None, f"the file is not valid {encoding}")])
+            rows.append((number, None, kind, f"byte 0x{line[exc.start : exc.start + 1].hex()} at position {exc.start + 1}"))
+    raise ImportRejected(filename, problems_from_rows(rows) or [Problem(None, None, f"the file is not valid {encoding}")])
 
 
 def sniff_delimiter(lines: list[str], quotechar: str) -> str:
@@ -82,10 +83,11 @@ def _unquoted_table(lines: list[str], delimiter: str, options: ImportOptions) ->
     body = frame.slice(options.header_row).with_columns(cells=pl.col("raw").str.split(delimiter, inclusive=False))
     width = len(header)
     bad = body.filter(pl.col("cells").list.len() != width)
-    problems = [
-        Problem(line, None, f"expected {width} fields like the header, found {count} (delimiter {delimiter!r})")
-        for line, count in bad.select("line", pl.col("cells").list.len()).rows()[:_MAX_PROBLEMS]
-    ]
+    problems = problems_from_frame(bad.select(
+        "line", column=pl.lit(None, dtype=pl.Utf8),
+        kind=pl.concat_str(pl.lit(f"expected {width} fields like the header, found "),
+                           pl.col("cells").list.len().cast(pl.Utf8), pl.lit(f" (delimiter {delimiter!r})")),
+        value=pl.lit(None, dtype=pl.Utf8)))
     good = body.filter(pl.col("cells").list.len() == width)
     cells = good.select([pl.col("cells").list.get(i).alias(str(i)) for i in range(width)])
     table = Table(header, header_row["line"], cells, good.get_column("line"), good.get_column("raw"))
@@ -127,6 +129,7 @@ def _quoted(
     # the reader counts the physical lines it consumed (line_num): record i spans lines[start-1:end]
     reader = csv.reader(iter(lines), delimiter=delimiter, quotechar=options.quotechar, strict=True)
     problems: list[Problem] = []
+    widths: list[tuple[int | None, str | None, str, str | None]] = []
     header: list[str] | None = None
     header_line = 0
     rows: list[list[str | None]] = []
@@ -152,15 +155,13 @@ def _quoted(
             header, header_line = [cell.strip() for cell in row], start
             continue
         if len(row) != len(header):
-            problems.append(
-                Problem(start, None, f"expected {len(header)} fields like the header, found {len(row)} (delimiter {delimiter!r})")
-            )
-            if len(problems) >= _MAX_PROBLEMS:
-                break
+            kind = f"expected {len(header)} fields like the header, found {len(row)} (delimiter {delimiter!r})"
+            widths.append((start, None, kind, None))
             continue
         rows.append(row)
         numbers.append(start)
         raws.append("".join(lines[start - 1 : end]).rstrip("\r\n"))
+    problems = problems_from_rows(widths) + problems
     if header is None:
         problems.append(Problem(None, None, f"no header row (header_row={options.header_row}) in the file"))
         raise ImportRejected(filename, problems)

@@ -22,7 +22,7 @@ from datetime import date, datetime, time
 from decimal import Decimal
 
 from app.importers import ImportOptions, ImportRejected, ImportResult, Problem
-from app.importers.tabular import Table, build_records
+from app.importers.tabular import Table, build_records, problems_from_rows
 
 
 def _cell_text(value: object, options: ImportOptions) -> str | None:
@@ -87,11 +87,11 @@ def parse(data: bytes, *, filename: str, side: str, options: ImportOptions) -> I
     while header and not header[-1]:
         header.pop()
     width = len(header)
-    problems = [
-        Problem(line, None, f"cells beyond the header's {width} columns: {[c for c in row[width:] if c]}")
+    problems = problems_from_rows([
+        (line, None, f"cells beyond the header's {width} columns", str([c for c in row[width:] if c]))
         for row, line in zip(rows, lines)
         if any(cell is not None and str(cell).strip() for cell in row[width:])
-    ]
+    ])
     rows = [row[:width] + [None] * (width - len(row)) for row in rows]
     table = Table.from_rows(header, header_line, rows, lines, raws)
     try:

@@ -143,10 +143,9 @@ def test_every_problem_is_listed_with_line_column_and_reason() -> None:
     )
     problems = _problems(text)
     assert problems == [
-        (2, "amount", "amount 12.345 has 3 decimals but its currency allows 2"),
-        (3, "amount", "not an amount: 'abc' (decimal '.', thousands 'none'; set decimal=',' for amounts like "
-                       "1.234,56 and thousands=',' for grouped digits)"),
-        (3, "currency", "unknown currency XXX: expected an ISO 4217 code such as EUR"),
+        (2, "amount", "more decimals than the currency allows (2): 12.345 has 3 decimals"),
+        (3, "amount", "not an amount (decimal '.', thousands 'none'): 'abc'"),
+        (3, "currency", "unknown currency (expected an ISO 4217 code such as EUR): 'XXX'"),
         (3, "date", "not a date in format %Y-%m-%d: '2024-13-02'"),
         (4, None, "expected 4 fields like the header, found 5 (delimiter ',')"),
         (5, "amount", "empty amount"),
@@ -254,3 +253,91 @@ def test_fast_and_quoted_paths_agree() -> None:
     assert fast.drop("raw").equals(slow.drop("raw"))
     assert fast.get_column("line").to_list() == [3, 5]
     assert fast.get_column("raw").to_list() == ["2024-01-02;A-1;1,50;EUR", "2024-01-03;B-2;-2;JPY"]
+
+
+# -- column mapping (issue #12) -------------------------------------------------------------------
+
+@pytest.mark.parametrize("header", ["id", "entry_id", "Entry ID", "transaction id"])
+def test_the_files_own_id_column_is_kept_as_source_id(header: str) -> None:
+    result = _csv(f"{header},date,amount,currency\nA-17,2024-01-02,1.00,EUR\n0042,2024-01-03,2.00,EUR\n")
+    records = result.records
+    assert records.get_column("source_id").to_list() == ["A-17", "0042"]  # text: leading zeros kept
+    assert records.get_column("id").to_list() == [1, 2]  # the importer's ids stay 1..n
+    assert records.select(list(RECORD_SCHEMA)).schema == RECORD_SCHEMA
+
+
+def test_without_an_id_column_there_is_no_source_id() -> None:
+    assert "source_id" not in _csv("date,amount,currency\n2024-01-02,1.00,EUR\n").records.columns
+
+
+@pytest.mark.skipif("id" not in ColumnMapping.model_fields,
+                    reason="needs ColumnMapping.id in app/importers/__init__.py (asked for in issue #12)")
+def test_an_id_column_can_be_mapped_by_name() -> None:
+    records = _csv("Buchungs-Nr,date,amount,currency\nB-1,2024-01-02,1.00,EUR\n",
+                   columns=ColumnMapping(id="Buchungs-Nr")).records  # type: ignore[call-arg]
+    assert records.get_column("source_id").to_list() == ["B-1"]
+
+
+def test_mapping_the_date_to_the_amount_column_names_the_conflict() -> None:
+    problems = _problems("date,amount,currency\n2024-01-02,1.00,EUR\n", columns=ColumnMapping(booking_date="amount"))
+    reasons = " | ".join(reason for _, _, reason in problems)
+    assert "'amount' is mapped to booking_date" in reasons and "no amount column" in reasons, problems
+
+
+def test_two_fields_mapped_to_one_column_is_refused() -> None:
+    problems = _problems("date,amount,currency\n2024-01-02,1.00,EUR\n",
+                         columns=ColumnMapping(amount="amount", credit="amount"))
+    assert any("column 'amount' is mapped to both amount and credit" in reason for _, _, reason in problems), problems
+
+
+@pytest.mark.parametrize(("cells", "minor"), [
+    (["12,50", "1.234,56", "-0,01"], [1250, 123456, -1]),
+    (["12,5", "(3,00)", "7"], [1250, -300, 700]),
+    (["1 234,56", "2,00", "3"], [123456, 200, 300]),
+], ids=["dot-groups", "parens", "space-groups"])
+def test_decimal_comma_is_detected_from_the_data(cells: list[str], minor: list[int]) -> None:
+    rows = "".join(f'2024-01-0{i + 1};{cell};EUR\n' for i, cell in enumerate(cells))
+    result = _csv("date;amount;currency\n" + rows)
+    assert result.records.get_column("amount_minor").to_list() == minor
+    assert any("decimal comma" in warning for warning in result.warnings), result.warnings
+
+
+@pytest.mark.parametrize("cells", [["1,250"], ["1,250", "3.50"], ["12,50", "3.50"]],
+                         ids=["three-digits-ambiguous", "dot-decimal-present", "mixed"])
+def test_decimal_comma_is_not_guessed_against_the_data(cells: list[str]) -> None:
+    rows = "".join(f'2024-01-0{i + 1};{cell};EUR\n' for i, cell in enumerate(cells))
+    problems = _problems("date;amount;currency\n" + rows)
+    assert problems and all("decimal comma" not in reason for _, _, reason in problems)
+
+
+def test_an_explicit_decimal_is_never_overridden() -> None:
+    problems = _problems("date;amount;currency\n2024-01-02;12,50;EUR\n", decimal=".")
+    assert problems[0][:2] == (2, "amount")
+
+
+def test_repeated_problems_collapse_into_one_with_count_and_lines() -> None:
+    rows = "".join(f"2024-01-02,R{i},abc,EUR\n" for i in range(10_000))
+    with pytest.raises(ImportRejected) as info:
+        _csv("date,reference,amount,currency\n" + rows)
+    problems = info.value.problems
+    assert len(problems) == 1
+    only = problems[0].as_dict()
+    assert only["count"] == 10_000 and only["lines"] == [2, 3, 4, 5, 6] and only["line"] == 2
+    assert "not an amount" in only["reason"] and "10000 lines" in only["reason"] and "'abc'" in only["reason"]
+    assert "thousands=','" not in only["reason"]
+
+
+def test_a_few_problems_of_one_kind_are_still_listed_one_by_one() -> None:
+    problems = _problems("date,amount,currency\n2024-01-02,x,EUR\n2024-01-03,y,EUR\n")
+    assert [(line, reason.startswith("not an amount")) for line, _, reason in problems] == [(2, True), (3, True)]
+
+
+def test_ten_thousand_decimal_comma_lines_import_without_options() -> None:
+    rows = "".join(f"2024-01-02;R{i};{i},{i % 100:02d};EUR\n" for i in range(10_000))
+    records = _csv("date;reference;amount;currency\n" + rows).records
+    assert records.height == 10_000 and records.get_column("amount_minor")[123] == 12323
+
+
+def test_nul_in_a_cell_is_a_problem_not_a_database_error() -> None:
+    problems = _problems("date,reference,amount,currency\n2024-01-02,A\x00B,1.00,EUR\n", format="csv")
+    assert problems[0][0] == 2 and "NUL" in problems[0][2]
