@@ -22,10 +22,14 @@ import contextlib
 import csv
 import datetime as dt
 import io
+import json
 import logging
 import re
+import unicodedata
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, Literal
+from urllib.parse import quote
 
 import psycopg
 from fastapi import APIRouter, Depends, HTTPException, Query
@@ -35,7 +39,7 @@ from app.auth import Principal
 from app.db import Database
 from app.db import results as stored
 from app.db.results import Results, money
-from app.records import CURRENCY_EXPONENTS, from_minor
+from app.records import CURRENCY_EXPONENTS
 from app.web.deps import require, services
 from app.web.services import Services
 
@@ -235,93 +239,180 @@ def list_discrepancies(recon_id: int, svc: Services = Depends(services), _: Prin
 
 
 # -- export ------------------------------------------------------------------------------------
+#
+# One SELECT per view: typed columns, free text defused against formula injection in SQL.
+# CSV: ``COPY (SELECT ...) TO STDOUT`` -- PostgreSQL writes the CSV and we pass the bytes on
+# (the 198k-row matches export of a 100k x 100k run: ~2 s; Python's csv module spent ~30 us a
+# row, 6 s). Lines end in LF, as COPY writes them. XLSX: the same SELECT through a server-side
+# cursor into openpyxl, which needs ~10 us a cell: meant for what fits a spreadsheet, not 10^5 rows.
 
 XLSX_MAX_ROWS = 1_048_575  # Excel's sheet limit minus the header row
+COPY_CHUNK_BYTES = 256 * 1024
 
-_EXPORTS: dict[str, tuple[list[str], str]] = {
-    "matches": (
-        ["match_id", "status", "kind", "rule", "score", "origin", "side", "record_id", "reference", "booking_date",
-         "value_date", "amount", "currency", "amount_minor", "counterparty", "description", "reviewed_by"],
-        "SELECT m.id, m.status, m.kind, m.rule, m.score, m.origin, r.side, r.id, r.reference, r.booking_date, "
-        "r.value_date, NULL, r.currency, r.amount_minor, r.counterparty, r.description, m.reviewed_by "
-        "FROM matches m JOIN match_items mi ON mi.match_id = m.id JOIN records r ON r.id = mi.record_id "
-        "WHERE m.run_id = %(run)s AND m.status IN ('suggested', 'confirmed') ORDER BY m.id, r.side, r.id",
-    ),
-    "unmatched": (
-        ["record_id", "side", "reference", "booking_date", "value_date", "amount", "currency", "amount_minor",
-         "counterparty", "description", "import_id", "line"],
-        "SELECT r.id, r.side, r.reference, r.booking_date, r.value_date, NULL, r.currency, r.amount_minor, "
-        "r.counterparty, r.description, r.import_id, r.line FROM records r WHERE r.reconciliation_id = %(recon)s "
-        "AND (%(side)s::text IS NULL OR r.side = %(side)s) AND NOT EXISTS (SELECT 1 FROM match_items mi "
-        "WHERE mi.record_id = r.id AND mi.run_id = %(run)s AND mi.active) ORDER BY r.side, r.id",
-    ),
-    "discrepancies": (
-        ["match_id", "rule", "status", "field", "left", "right", "delta", "currency"],
-        "SELECT d.match_id, m.rule, m.status, d.field, d.left_value, d.right_value, d.delta, m.currency "
-        "FROM discrepancies d JOIN matches m ON m.id = d.match_id WHERE d.run_id = %(run)s "
-        "AND m.status IN ('suggested', 'confirmed') ORDER BY d.match_id, d.id",
-    ),
-}
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+"""A spreadsheet reads a cell starting with one of these as a formula (OWASP "CSV injection")."""
+_FORMULA_RE = "^[" + "".join("\\" + c if c in "\\]^-" else c for c in FORMULA_START) + "]"
+_NUMBER_RE = r"^[+-]?[0-9]+(\.[0-9]+)?$"
+"""A plain number written as text (``-12.50``): starts like a formula, is not one."""
 
 
-def _export_rows(db: Database, results: Results, view: str, params: dict[str, Any]) -> Iterator[list[Any]]:
-    header, sql = _EXPORTS[view]
-    amount_at = header.index("amount") if "amount" in header else None
-    with reading(db, results) as conn:
-        with conn.cursor(name=f"export_{view}") as cur:  # server-side: constant memory
-            cur.itersize = 5000
-            cur.execute(sql, params)
-            for row in cur:
-                out = list(row)
-                if amount_at is not None:
-                    out[amount_at] = from_minor(out[amount_at + 2], out[amount_at + 1]) \
-                        if out[amount_at + 1] in CURRENCY_EXPONENTS else None
-                yield out
-
-
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-_NUMBER = re.compile(r"^[+-]?\d+(\.\d+)?$")
-
-
-def safe_cell(value: Any) -> Any:
-    """Defuse spreadsheet formula injection (OWASP "CSV injection").
+def safe_text_sql(expr: str) -> str:
+    """SQL for text ``expr`` made safe to open in a spreadsheet: every free-text export cell.
 
     A counterparty named ``=HYPERLINK(...)`` in a bank file must not become a live formula when
-    an accountant opens the export: text starting with ``= + - @ TAB CR`` gets a leading ``'``.
-    Plain numbers written as text (``-12.50``) are left alone.
+    an accountant opens the export: text starting with ``= + - @ TAB CR`` gets a leading ``'``;
+    plain numbers written as text (``-12.50``) are left alone. Needs the ``formula`` and
+    ``number`` parameters of :func:`export_params`.
     """
-    if isinstance(value, str) and value.startswith(_FORMULA_START) and not _NUMBER.match(value):
-        return "'" + value
-    return value
+    return f"CASE WHEN {expr} ~ %(formula)s AND {expr} !~ %(number)s THEN '''' || {expr} ELSE {expr} END"
 
 
-def _csv_stream(header: list[str], rows: Iterator[list[Any]]) -> Iterator[bytes]:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\r\n")
-    writer.writerow(header)
-    for i, row in enumerate(rows, 1):
-        writer.writerow(["" if v is None else safe_cell(v) for v in row])
-        if i % 2000 == 0:
-            yield buf.getvalue().encode()
-            buf.seek(0)
-            buf.truncate()
-    yield buf.getvalue().encode()
+@dataclass(frozen=True)
+class Col:
+    """One export column: its header, its SQL, and whether it is free text to defuse.
+
+    Columns whose values a CHECK constraint fixes (status, kind, origin, side) are not text here.
+    """
+
+    name: str
+    sql: str
+    text: bool = False
 
 
-def _xlsx_bytes(view: str, header: list[str], rows: Iterator[list[Any]]) -> bytes:
+@dataclass(frozen=True)
+class ExportView:
+    columns: tuple[Col, ...]
+    source: str
+    where: str
+    order: str
+
+    @property
+    def header(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def sql(self) -> str:
+        cols = ", ".join(safe_text_sql(c.sql) if c.text else c.sql for c in self.columns)
+        return (f"WITH exponents (currency, exp) AS (SELECT key, value::int FROM jsonb_each_text(%(exponents)s::jsonb)) "
+                f"SELECT {cols} FROM {self.source} WHERE {self.where} ORDER BY {self.order}")
+
+
+_AMOUNT = "round(r.amount_minor::numeric / 10::numeric ^ e.exp, e.exp)"
+_EXPONENT = "LEFT JOIN exponents e ON e.currency = r.currency"
+_SOURCE = (Col("import_id", "r.import_id"), Col("source_file", "i.filename", True), Col("line", "r.line"),
+           Col("source_id", "r.source_id", True))
+"""Where a record comes from: the import, its file name, the line in it, the importer's id."""
+
+_SIDES = ("left", "right")
+_MATCH_SOURCES = "CROSS JOIN LATERAL (SELECT " + ", ".join(
+    f"string_agg({expr}, '; ' ORDER BY sr.id) FILTER (WHERE sr.side = '{side}') AS {side}_{name}"
+    for side in _SIDES for name, expr in (("source_file", "si.filename"), ("line", "sr.line::text"),
+                                          ("source_id", "sr.source_id"))
+) + (" FROM match_items smi JOIN records sr ON sr.id = smi.record_id JOIN imports si ON si.id = sr.import_id "
+     "WHERE smi.match_id = d.match_id) s")
+"""A discrepancy's match's records per side: ``"; "``-joined lists in record order (one entry for a pair)."""
+
+EXPORTS: dict[str, ExportView] = {
+    "matches": ExportView(
+        columns=(Col("match_id", "m.id"), Col("status", "m.status"), Col("kind", "m.kind"),
+                 Col("rule", "m.rule", True), Col("score", "m.score"), Col("origin", "m.origin"),
+                 Col("side", "r.side"), Col("record_id", "r.id"), Col("reference", "r.reference", True),
+                 Col("booking_date", "r.booking_date"), Col("value_date", "r.value_date"), Col("amount", _AMOUNT),
+                 Col("currency", "r.currency", True), Col("amount_minor", "r.amount_minor"),
+                 Col("counterparty", "r.counterparty", True), Col("description", "r.description", True),
+                 Col("reviewed_by", "m.reviewed_by", True), *_SOURCE),
+        source="matches m JOIN match_items mi ON mi.match_id = m.id JOIN records r ON r.id = mi.record_id "
+               f"JOIN imports i ON i.id = r.import_id {_EXPONENT}",
+        where="m.run_id = %(run)s AND m.status IN ('suggested', 'confirmed')",
+        order="m.id, r.side, r.id",
+    ),
+    "unmatched": ExportView(
+        columns=(Col("record_id", "r.id"), Col("side", "r.side"), Col("reference", "r.reference", True),
+                 Col("booking_date", "r.booking_date"), Col("value_date", "r.value_date"), Col("amount", _AMOUNT),
+                 Col("currency", "r.currency", True), Col("amount_minor", "r.amount_minor"),
+                 Col("counterparty", "r.counterparty", True), Col("description", "r.description", True), *_SOURCE),
+        source=f"records r JOIN imports i ON i.id = r.import_id {_EXPONENT}",
+        where="r.reconciliation_id = %(recon)s AND (%(side)s::text IS NULL OR r.side = %(side)s) AND NOT EXISTS "
+              "(SELECT 1 FROM match_items mi WHERE mi.record_id = r.id AND mi.run_id = %(run)s AND mi.active)",
+        order="r.side, r.id",
+    ),
+    "discrepancies": ExportView(
+        columns=(Col("match_id", "d.match_id"), Col("rule", "m.rule", True), Col("status", "m.status"),
+                 Col("field", "d.field", True), Col("left", "d.left_value", True), Col("right", "d.right_value", True),
+                 Col("delta", "d.delta", True), Col("currency", "m.currency", True),
+                 *(Col(f"{side}_{name}", f"s.{side}_{name}", name != "line") for side in _SIDES
+                   for name in ("source_file", "line", "source_id"))),
+        source=f"discrepancies d JOIN matches m ON m.id = d.match_id {_MATCH_SOURCES}",
+        where="d.run_id = %(run)s AND m.status IN ('suggested', 'confirmed')",
+        order="d.match_id, d.id",
+    ),
+}
+"""View -> its columns and query. Each record row carries its source (import, file, line, source id)."""
+
+
+def export_params(results: Results, side: str | None) -> dict[str, Any]:
+    assert results.run_id is not None
+    return {"run": results.run_id, "recon": results.recon_id, "side": side, "formula": _FORMULA_RE,
+            "number": _NUMBER_RE, "exponents": json.dumps(CURRENCY_EXPONENTS)}
+
+
+def _prepare(conn: psycopg.Connection) -> None:
+    # Dates as ISO text in CSV; a cursor that will be read to the end is planned for all rows,
+    # not for the first 10 % (cursor_tuple_fraction's default), which picks nested loops.
+    conn.execute("SET LOCAL DateStyle = 'ISO, YMD'")
+    conn.execute("SET LOCAL cursor_tuple_fraction = 1.0")
+
+
+def _csv_stream(db: Database, results: Results, view: str, params: dict[str, Any]) -> Iterator[bytes]:
+    """The header, then PostgreSQL's CSV in chunks of about ``COPY_CHUNK_BYTES`` (constant memory)."""
+    head = io.StringIO()
+    csv.writer(head, lineterminator="\n").writerow(EXPORTS[view].header)
+    yield head.getvalue().encode()
+    with reading(db, results) as conn:
+        _prepare(conn)
+        with conn.cursor().copy(f"COPY ({EXPORTS[view].sql()}) TO STDOUT (FORMAT csv)", params) as copy:
+            buf = bytearray()
+            for chunk in copy:  # one row per chunk: batch them, each yield costs a thread hop
+                buf += chunk
+                if len(buf) >= COPY_CHUNK_BYTES:
+                    yield bytes(buf)
+                    buf.clear()
+            yield bytes(buf)
+
+
+def _xlsx_bytes(db: Database, results: Results, view: str, params: dict[str, Any]) -> bytes:
     from openpyxl import Workbook
 
     wb = Workbook(write_only=True)
     ws = wb.create_sheet(view)
-    ws.append(header)
-    for i, row in enumerate(rows, 1):
-        if i > XLSX_MAX_ROWS:
-            raise HTTPException(413, f"the {view} export has more than {XLSX_MAX_ROWS} rows, the XLSX sheet limit; "
-                                "use format=csv")
-        ws.append([safe_cell(v) for v in row])
+    ws.append(EXPORTS[view].header)
+    with reading(db, results) as conn:
+        _prepare(conn)
+        with conn.cursor(name=f"export_{view}") as cur:  # server-side: rows arrive in batches
+            cur.itersize = 5000
+            cur.execute(EXPORTS[view].sql(), params)
+            for i, row in enumerate(cur, 1):
+                if i > XLSX_MAX_ROWS:
+                    raise HTTPException(413, f"the {view} export has more than {XLSX_MAX_ROWS} rows, the XLSX sheet "
+                                        "limit; use format=csv")
+                ws.append(row)
     out = io.BytesIO()
     wb.save(out)
     return out.getvalue()
+
+
+def content_disposition(filename: str) -> str:
+    """``attachment`` naming ``filename`` per RFC 6266, in any script, as an ASCII header value.
+
+    ``filename="..."`` is an ASCII fallback (accents stripped, anything else ``_``) for old
+    clients; ``filename*=UTF-8''...`` (RFC 8187 percent-encoding) is the real name, which
+    browsers prefer. Control characters and path separators never get through either.
+    Trap: Starlette encodes header values as latin-1, so a raw non-latin-1 name is an HTTP 500.
+    """
+    clean = "".join("_" if ch in "/\\" or unicodedata.category(ch).startswith("C") else ch for ch in filename)
+    ascii_name = unicodedata.normalize("NFKD", clean).encode("ascii", "ignore").decode("ascii")
+    ascii_name = re.sub(r"[^A-Za-z0-9 ._()-]", "_", ascii_name)
+    ascii_name = re.sub(r" +", " ", re.sub(r"_+", "_", ascii_name)).strip() or "download"
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(clean, safe='')}"
 
 
 @router.get("/export", summary="Export matches, unmatched records or discrepancies as CSV or XLSX",
@@ -333,18 +424,18 @@ def export(recon_id: int, view: Literal["matches", "unmatched", "discrepancies"]
            svc: Services = Depends(services), _: Principal = Depends(require("viewer"))) -> Any:
     """CSV streams (any size); XLSX is built in memory and capped at Excel's row limit.
 
+    Every row names where its records come from: ``import_id``, ``source_file``, ``line`` and
+    ``source_id`` (discrepancies: ``left_*`` and ``right_*``, ``"; "``-joined for a group).
     The ``amount`` column is the exact decimal amount; ``amount_minor`` the integer it comes from.
+    The file is named after the reconciliation (RFC 6266, any script).
     """
     db = svc.require_db()
     results = current_results(db, recon_id)
-    run_id = results.run_id
-    header = _EXPORTS[view][0]
-    params = {"run": run_id, "recon": recon_id, "side": side}
-    filename = f"reconciliation-{recon_id}-run-{run_id}-{view}.{format}"
-    disposition = {"Content-Disposition": f'attachment; filename="{filename}"'}
+    params = export_params(results, side)
+    disposition = {"Content-Disposition": content_disposition(
+        f"{results.name}-run-{results.run_id}-{view}.{format}")}
     if format == "csv":
-        return StreamingResponse(_csv_stream(header, _export_rows(db, results, view, params)), media_type="text/csv",
-                                 headers=disposition)
-    body = _xlsx_bytes(view, header, _export_rows(db, results, view, params))
+        return StreamingResponse(_csv_stream(db, results, view, params), media_type="text/csv", headers=disposition)
+    body = _xlsx_bytes(db, results, view, params)
     return StreamingResponse(iter([body]), headers=disposition,
                              media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")

@@ -46,3 +46,33 @@ def test_row_estimates_of_a_fresh_run_are_right(big_run: dict[str, int], db: psy
     estimated, actual = node["Plan Rows"], node["Actual Rows"]
     assert actual >= N and actual / 2 <= estimated <= actual * 2, (estimated, actual)
 
+
+def rescans(node: dict[str, Any]) -> list[str]:
+    """Tables a plan scans whole more than once (a sequential or bitmap scan inside a loop)."""
+    found = []
+    if node["Node Type"] in ("Seq Scan", "Bitmap Heap Scan") and not node.get("Parallel Aware") \
+            and node.get("Actual Loops", 1) > 1:
+        found.append(f"{node['Relation Name']} x{node['Actual Loops']}")
+    for child in node.get("Plans", []):
+        found += rescans(child)
+    return found
+
+
+def _queries() -> list[tuple[str, str]]:
+    from app.db.results import SUMMARY_SQL
+    from app.web.results import EXPORTS
+
+    return [("summary", SUMMARY_SQL), *((f"export-{view}", export.sql()) for view, export in EXPORTS.items())]
+
+
+@pytest.mark.parametrize("name, sql", _queries(), ids=[name for name, _ in _queries()])
+def test_result_queries_scan_each_table_once(big_run: dict[str, int], db: psycopg.Connection, name: str,
+                                             sql: str) -> None:
+    from app.db.results import current_results
+    from app.web.results import export_params
+
+    results = current_results(db, big_run["recon"])
+    assert results is not None
+    with db.transaction():
+        db.execute("SET LOCAL cursor_tuple_fraction = 1.0")  # as the XLSX export's cursor is planned
+        assert rescans(plan(db, sql, export_params(results, None))) == []
