@@ -226,7 +226,8 @@ def test_review_actions_are_audited_and_survive_a_rerun(app_client: TestClient, 
     assert link.json()["amount_delta_minor"] == 1111 - 99999
     dup = app_client.post(f"/api/v1/reconciliations/{recon}/links", headers=as_operator,
                           json={"left_ids": [zeta["id"]], "right_ids": [eta["id"]]})
-    assert dup.status_code == 409 and f"record {zeta['id']} is in match {link.json()['id']}" in dup.json()["problems"]
+    reasons = [p if isinstance(p, str) else p["reason"] for p in dup.json()["problems"]]  # text or {reason, ...}
+    assert dup.status_code == 409 and f"record {zeta['id']} is in match {link.json()['id']}" in reasons
 
     trail = db.execute("SELECT action, actor, before->>'status', after->>'status', after->>'note' FROM audit_log "
                        "WHERE entity = 'match' AND entity_id = ANY(%s) ORDER BY id",
