@@ -158,7 +158,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         problems = []
         for err in exc.errors():
             loc = ".".join(str(p) for p in err.get("loc", ()))
-            reason = str(err.get("msg", "")).removeprefix("Value error, ")
+            reason = _shorten(str(err.get("msg", "")).removeprefix("Value error, "), 500)
             problems.append({"field": loc, "reason": reason, "value": _safe(err.get("input"))})
         return JSONResponse({"detail": "invalid request", "problems": problems}, status_code=422)
 
@@ -168,11 +168,16 @@ def _install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(jsonable_encoder(body), status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
 
+def _shorten(text: str, limit: int) -> str:
+    """`text` cut to `limit` characters, and encodable (a lone surrogate is shown escaped)."""
+    text = text if len(text) <= limit else text[:limit] + "..."
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _safe(value: object) -> object:
-    """A bad input, fit to quote: short, and encodable (a lone surrogate is shown escaped)."""
+    """A bad input, fit to quote: short, and encodable."""
     if isinstance(value, str):
-        value = value if len(value) < 200 else value[:200] + "..."
-        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+        return _shorten(value, 200)
     if isinstance(value, (int, float, bool)) or value is None:
         return value
     return repr(value)[:200]

@@ -34,14 +34,22 @@ _IMPORT_COLS = ("id, reconciliation_id, side, filename, format, content_sha256, 
 
 MAX_RULES = 100
 """Most rules one rule set may hold. The engine tries every rule on every record, and a list of
-two million once held a backend for an hour (issue #12): the bound is checked before any rule
-is validated."""
+two million once held a backend for an hour (issue #12)."""
+MAX_TOLERANCES = 1000
+"""Most tolerance entries (currency -> tolerance) in one rule set, its own and its rules' together."""
 
 
 def _bounded_rules(value: Any) -> Any:
-    rules = value.get("rules") if isinstance(value, dict) else None
+    """Refuse an oversized rule set before any rule is validated (validation runs on the event loop)."""
+    if not isinstance(value, dict):
+        return value
+    rules = value.get("rules")
     if isinstance(rules, list) and len(rules) > MAX_RULES:
         raise ValueError(f"{len(rules)} rules; a rule set holds at most {MAX_RULES}")
+    tables = [value.get("tolerances"), *(rule.get("tolerances") for rule in rules or () if isinstance(rule, dict))]
+    entries = sum(len(table) for table in tables if isinstance(table, dict))
+    if entries > MAX_TOLERANCES:
+        raise ValueError(f"{entries} tolerance entries; a rule set holds at most {MAX_TOLERANCES}")
     return value
 
 

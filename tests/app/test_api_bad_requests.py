@@ -151,6 +151,15 @@ def test_rule_list_over_the_limit_is_422_naming_it(app_client: TestClient, as_op
     assert "100" in reason and "5000" in reason
 
 
+def test_tolerance_tables_are_bounded_too(app_client: TestClient, as_operator: dict[str, str]) -> None:
+    """25,000 bad currency keys in one body took 340 ms of the event loop and a 250 kB answer."""
+    tolerances = {f"X{i:05d}": {"absolute_minor": 1} for i in range(25_000)}
+    r = app_client.post("/api/v1/reconciliations", json={"name": "x", "rules": {"tolerances": tolerances}},
+                        headers=as_operator)
+    assert "at most 1000" in _problem(r, "body.rules")["reason"]
+    assert len(r.content) < 2_000
+
+
 def test_body_over_the_json_limit_is_413_before_it_is_parsed(app_client: TestClient, as_operator: dict[str, str],
                                                              settings) -> None:  # type: ignore[no-untyped-def]
     body = json.dumps({"name": "x", "rules": _rules(2_000_000)}).encode()  # the 2 million rules of the issue
