@@ -159,9 +159,15 @@ class KubernetesPlatform(Platform):
 
     # -- pods ---------------------------------------------------------------------------
     def _member_prefix(self, w: Workload) -> str:
-        """Shell that sets RECON_MEMBER / RECON_MEMBER_HOST from the pod's ordinal."""
+        """Shell that sets RECON_MEMBER / RECON_MEMBER_HOST from the pod's ordinal.
+
+        Trap: a workload without ports has no Service, so no DNS name: it gets no
+        RECON_MEMBER_HOST rather than a name that does not resolve.
+        """
         if w.kind != "stateful" or w.members == [w.name]:
             member = w.members[0] if w.members else w.name
+            if w.kind != "stateful" and not w.ports:
+                return f"RECON_MEMBER={member}\nexport RECON_MEMBER\n"
             host = self.layout.host_of(member) if w.kind == "stateful" else self.layout.service_host(w.name)
             return f"RECON_MEMBER={member}\nRECON_MEMBER_HOST={host}\nexport RECON_MEMBER RECON_MEMBER_HOST\n"
         cases = "".join(f"  {i}) RECON_MEMBER={m}; RECON_MEMBER_HOST={self.layout.host_of(m)} ;;\n"
