@@ -93,7 +93,9 @@ def _run(app: Any, token: str) -> tuple[int, dict[str, int], dict[str, set[Any]]
             cases += len(event.recorder.cases)
             for checks in event.recorder.checks.values():
                 for check in checks:
-                    if check.failure_info is not None and not _pending(check.failure_info.failure):
+                    if check.failure_info is not None and _pending(check.failure_info.failure):
+                        failing["pending (known, see PENDING)"] += 1
+                    elif check.failure_info is not None:
                         failing[check.name] += 1
                         unique.setdefault(check.name, set()).add(check.failure_info.failure)
         elif isinstance(event, events.FatalError):
@@ -122,3 +124,4 @@ def test_every_response_is_documented_and_none_is_a_server_error(fuzz_settings: 
     assert cases > 200, f"only {cases} cases ran (stopped: {stop})"
     shown = [f"{f.operation}: {f.title}: {f.message[:400]}" for found in unique.values() for f in list(found)[:30]]
     assert not unique, "\n\n".join(shown)
+    assert set(failing) <= {"pending (known, see PENDING)"}, failing
