@@ -176,6 +176,8 @@ class NginxSpec(_Section):
     http_port: Port = port(18080, "plain HTTP; redirects to HTTPS except /health")
     https_port: Port = port(18443, "TLS")
     server_name: str = Field("localhost", pattern=r"^[A-Za-z0-9.*-]{1,253}$")
+    publish_address: str = Field("0.0.0.0", pattern=r"^[0-9.]{7,15}$",
+                                 description="docker target: host address the edge ports are published on")
     tls: bool = True
     client_max_body_size_mib: int = Field(50, ge=1, le=4096)
     rate_limit: RateLimit = RateLimit()

@@ -56,6 +56,11 @@ def mock_secret(name: str) -> str:
     return "mocksecret" + hashlib.sha256(name.encode()).hexdigest()[:22]
 
 
+def remote_image_id(resource_name: str) -> str:
+    """The image id the mocks answer for a RemoteImage resource."""
+    return "sha256:" + hashlib.sha256(resource_name.encode()).hexdigest()
+
+
 @dataclass
 class Recorded:
     type: str
@@ -64,15 +69,27 @@ class Recorded:
     props: dict[str, Any]
     secret_paths: frozenset[str]
     parent: str
+    depends_on: tuple[str, ...] = ()
+    """URNs of the resources it depends on (explicit depends_on and inputs that are outputs)."""
+
+    @property
+    def urn(self) -> str:
+        return f"{self.type}::{self.name}"
 
     def declared(self) -> Declared:
         return Declared(self.type, self.name, self.props, self.secret_paths)
 
 
 class RecordingMocks(pulumi.runtime.Mocks):
-    def __init__(self) -> None:
+    """``realistic``: answer random and tls resources as their providers would (a real random
+    password, a real key and self-signed certificate from the declared inputs), so a capture
+    can be applied to a real engine (tests/docker/apply.py) with nothing filled in by hand."""
+
+    def __init__(self, realistic: bool = False) -> None:
+        self.realistic = realistic
         self.records: list[Recorded] = []
         self.parents: dict[tuple[str, str], str] = {}
+        self.dependencies: dict[tuple[str, str], list[str]] = {}
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
         secrets: set[str] = set()
@@ -80,6 +97,9 @@ class RecordingMocks(pulumi.runtime.Mocks):
         self.records.append(Recorded(args.typ, args.name, bool(args.custom), props, frozenset(secrets), ""))
         state = dict(args.inputs)
         t = args.typ
+        if self.realistic and t in PROVIDERS:
+            state.update(PROVIDERS[t](props))
+            return f"{args.name}-id", state
         if t == "random:index/randomPassword:RandomPassword":
             state["result"] = mock_secret(args.name)
         elif t == "tls:index/privateKey:PrivateKey":
@@ -89,11 +109,71 @@ class RecordingMocks(pulumi.runtime.Mocks):
             state["cert_pem"] = "-----BEGIN CERTIFICATE-----\nmock-" + args.name + "\n"
             state["certPem"] = state["cert_pem"]
         elif t == "docker:index/remoteImage:RemoteImage":
-            state["image_id"] = state["imageId"] = "sha256:" + hashlib.sha256(args.name.encode()).hexdigest()
+            state["image_id"] = state["imageId"] = remote_image_id(args.name)
         return f"{args.name}-id", state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list | None]:
         return {}, None
+
+
+def _random_password(props: dict) -> dict:
+    import secrets
+    import string
+    alphabet = string.ascii_letters + string.digits
+    if props.get("special", True):
+        alphabet += props.get("overrideSpecial") or "!#$%&*()-_=+[]{}<>:?"
+    value = "".join(secrets.choice(alphabet) for _ in range(int(props.get("length", 16))))
+    return {"result": value}
+
+
+def _private_key(props: dict) -> dict:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    algorithm = props.get("algorithm", "RSA")
+    if algorithm == "ECDSA":
+        curves = {"P224": ec.SECP224R1, "P256": ec.SECP256R1, "P384": ec.SECP384R1, "P521": ec.SECP521R1}
+        key = ec.generate_private_key(curves[props.get("ecdsaCurve", "P224")]())
+    elif algorithm == "RSA":
+        key = rsa.generate_private_key(public_exponent=65537, key_size=int(props.get("rsaBits", 2048)))
+    else:
+        raise AssertionError(f"tls PrivateKey algorithm {algorithm!r} is not emulated")
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption()).decode()
+    return {"privateKeyPem": pem, "private_key_pem": pem}
+
+
+def _self_signed_cert(props: dict) -> dict:
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+    key = serialization.load_pem_private_key(props["privateKeyPem"].encode(), password=None)
+    subject = props.get("subject") or {}
+    names = [x509.NameAttribute(NameOID.COMMON_NAME, subject["commonName"])] if subject.get("commonName") else []
+    if subject.get("organization"):
+        names.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, subject["organization"]))
+    now = dt.datetime.now(dt.timezone.utc)
+    builder = (x509.CertificateBuilder().subject_name(x509.Name(names)).issuer_name(x509.Name(names))
+               .public_key(key.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(now - dt.timedelta(minutes=5))
+               .not_valid_after(now + dt.timedelta(hours=int(props["validityPeriodHours"]))))
+    if props.get("dnsNames"):
+        builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in props["dnsNames"]]),
+                                        critical=False)
+    uses = set(props.get("allowedUses") or [])
+    if "server_auth" in uses:
+        builder = builder.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+    pem = builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode()
+    return {"certPem": pem, "cert_pem": pem}
+
+
+PROVIDERS = {
+    "random:index/randomPassword:RandomPassword": _random_password,
+    "tls:index/privateKey:PrivateKey": _private_key,
+    "tls:index/selfSignedCert:SelfSignedCert": _self_signed_cert,
+}
+"""What ``realistic`` mocks answer for the resources that compute their values."""
 
 
 class _Monitor(_mocks.MockMonitor):
@@ -105,6 +185,7 @@ class _Monitor(_mocks.MockMonitor):
 
     def RegisterResource(self, request):  # noqa: N802 - gRPC method name
         self.mocks.parents[(request.type, request.name)] = request.parent  # type: ignore[attr-defined]
+        self.mocks.dependencies[(request.type, request.name)] = list(request.dependencies)  # type: ignore[attr-defined]
         return super().RegisterResource(request)
 
 
@@ -136,15 +217,16 @@ class Run:
         return [r.declared() for r in self.records]
 
 
-def run(spec: StackSpec, lookup=None, program=None) -> Run:
+def run(spec: StackSpec, lookup=None, program=None, realistic: bool = False) -> Run:
     """Declare ``spec``'s stack under mocks; returns every resource it registered.
 
     ``program(spec)`` replaces the whole program (``build``), e.g. to declare one component.
+    ``realistic``: generate real passwords and TLS material (see :class:`RecordingMocks`).
     """
     from infra.components.stack import build
 
     program_fn = program or (lambda s: build(s, lookup) if lookup else build(s))
-    mocks = RecordingMocks()
+    mocks = RecordingMocks(realistic)
     pulumi.runtime.set_mocks(mocks, project="recon", stack=spec.name, preview=False, monitor=_Monitor(mocks))
     holder: dict[str, Any] = {}
 
@@ -154,6 +236,7 @@ def run(spec: StackSpec, lookup=None, program=None) -> Run:
     _sync_await(_mocks.run_pulumi_func(declare))
     for rec in mocks.records:
         rec.parent = mocks.parents.get((rec.type, rec.name), "")
+        rec.depends_on = tuple(mocks.dependencies.get((rec.type, rec.name), ()))
     secret_values = [mock_secret(r.name) for r in mocks.records
                      if r.type == "random:index/randomPassword:RandomPassword"]
     secret_values += [mock_secret(r.name) for r in mocks.records if r.type == "tls:index/privateKey:PrivateKey"]

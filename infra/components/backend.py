@@ -17,6 +17,7 @@ import pulumi
 
 from infra.components.base import Concern
 from infra import images
+from infra.services import PG_PRIMARY
 from infra.components.model import Edge, Port, Probe, Workload
 from infra.components.sizing import resources_for
 
@@ -69,7 +70,8 @@ class Backend(Concern):
                 image=self.images[slot], members=[f"migrate-{version_slug(version)}"], kind="job",
                 command=["python", "-m", "app", "migrate"], env=self.app_env(slot), secret_env=secret_env,
                 resources=resources_for(self.spec, "migrate"), tier=("data",), user=images.UID,
-                http_client="python", labels={"recon/version": version_slug(version)})
+                http_client="python", labels={"recon/version": version_slug(version)},
+                after=[PG_PRIMARY])  # the database exists (and is healthy) before migrations run
             out.append(self.migrations[version])
         for slot in SLOTS:
             labels = {"recon/slot": slot, "recon/version": version_slug(b.slots[slot].version)}

@@ -29,10 +29,10 @@ class Proxy(Concern):
 
     def nginx(self) -> Workload:
         n = self.spec.nginx
-        ports = [Port("http", n.http_port, published=True)]
+        ports = [Port("http", n.http_port, published=True, host_ip=n.publish_address)]
         secret_files = {}
         if n.tls:
-            ports.append(Port("https", n.https_port, published=True))
+            ports.append(Port("https", n.https_port, published=True, host_ip=n.publish_address))
             secret_files = {"/etc/recon/tls/server.crt": "tls_cert", "/etc/recon/tls/server.key": "tls_key"}
         probe = Probe(path="/health", port=n.http_port, initial_delay_s=2, period_s=10)
         return Workload(

@@ -186,9 +186,9 @@ class DockerPlatform(Platform):
                 out.append(conf)
                 mounts.append(docker.ContainerMountArgs(target=CONF_ROOT, type="volume", source=conf.name))
             for host_path, target in sorted(w.host_paths.items()):
-                mounts.append(docker.ContainerMountArgs(target=target, type="bind", source=host_path, read_only=True,
-                                                        bind_options=docker.ContainerMountBindOptionsArgs(
-                                                            propagation="rslave")))
+                # no rslave propagation: /proc and /sys need none, and it fails on hosts whose root
+                # mount is not shared ("not a shared or slave mount")
+                mounts.append(docker.ContainerMountArgs(target=target, type="bind", source=host_path, read_only=True))
             env: list[pulumi.Input[str]] = [f"{k}={v}" for k, v in sorted(w.env.items())]
             if w.script:
                 env += [f"RECON_MEMBER={member}", f"RECON_MEMBER_HOST={self.layout.host_of(member)}"]
