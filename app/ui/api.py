@@ -19,9 +19,12 @@ Traps:
 
 from __future__ import annotations
 
+import contextlib
 import typing
+from collections.abc import Iterator
 from typing import Any
 
+import psycopg
 from fastapi import Request
 from starlette.responses import Response
 
@@ -31,6 +34,7 @@ import app.web.results as results
 import app.web.review as review
 from app import importers
 from app.auth import Principal
+from app.db.results import Results
 from app.web.services import Services
 
 
@@ -77,8 +81,16 @@ def run(svc: Services, who: Principal, run_id: int) -> dict[str, Any]:
     return reconciliations.show_run(run_id, svc=svc, _=who)
 
 
-def current_run(svc: Services, recon_id: int) -> int:
-    return results.current_run(svc.require_db(), recon_id)
+def current_results(svc: Services, recon_id: int) -> Results:
+    """The current results' identity on the primary (404 no reconciliation, 409 no finished run)."""
+    return results.current_results(svc.require_db(), recon_id)
+
+
+@contextlib.contextmanager
+def reading(svc: Services, current: Results) -> Iterator[psycopg.Connection]:
+    """A connection that sees ``current`` or newer (the API's read-your-writes rule)."""
+    with results.reading(svc.require_db(), current) as conn:
+        yield conn
 
 
 def summary(svc: Services, who: Principal, recon_id: int) -> dict[str, Any]:

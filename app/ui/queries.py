@@ -4,7 +4,10 @@ The API's listings (:mod:`app.web.results`) page by id only and filter matches b
 only. The UI's tabs need more: amount and date ranges on every tab, a rule filter on
 discrepancies, and sorting by amount, score, date, reference... So the tabs are queried here,
 with the same reads as the API (the current run's active matches, records in no active match,
-discrepancies of active matches) and the same replica routing (:meth:`Database.reader`).
+discrepancies of active matches). Every function takes the connection to read on: result
+tabs get theirs from the API's :func:`app.web.results.reading` (the replica once it has
+replayed the current results, else the primary), so a page never shows less than the review
+just made.
 
 Paging is keyset on ``(sort key, id)`` both ways, so a page costs the same at row 90,000 as at
 row 1 and stays stable while people review. A cursor is the JSON ``[key, id]`` of the edge row.
@@ -27,6 +30,8 @@ import re
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, Literal
+
+from psycopg import Connection
 
 from app.db import Database
 from app.records import CURRENCY_EXPONENTS
@@ -336,18 +341,17 @@ def keyset(sql: str, where: _Where, sort: Sort, id_col: str, desc: bool, after: 
 
 # -- result tabs -------------------------------------------------------------------------------
 
-def result_page(db: Database, t: Tab, run_id: int, recon_id: int, f: Filters, *, after: str | None = None,
+def result_page(conn: Connection, t: Tab, run_id: int, recon_id: int, f: Filters, *, after: str | None = None,
                 before: str | None = None, limit: int = 50) -> Page:
     """One page of a result tab, its rows as dicts (matches with their records and discrepancies)."""
     f.check()
     sort = t.sort(f.sort)
     sql, id_col = _SELECT[t.source]
     where = _where(t, run_id, recon_id, f)
-    with db.reader() as conn:
-        rows, next_cursor, prev_cursor = keyset(sql, where, sort, id_col, f.desc, after, before, limit, conn)
-        items = [dict(zip(_COLUMNS[t.source], r[:-1])) for r in rows]
-        if t.source == "matches":
-            attach_records(conn, items)
+    rows, next_cursor, prev_cursor = keyset(sql, where, sort, id_col, f.desc, after, before, limit, conn)
+    items = [dict(zip(_COLUMNS[t.source], r[:-1])) for r in rows]
+    if t.source == "matches":
+        attach_records(conn, items)
     return Page(items, next_cursor, prev_cursor)
 
 
@@ -370,15 +374,14 @@ def attach_records(conn: Any, matches: list[dict[str, Any]]) -> None:
         m["discrepancies"] = found[m["id"]]
 
 
-def matching_ids(db: Database, t: Tab, run_id: int, recon_id: int, f: Filters, limit: int) -> list[int]:
+def matching_ids(conn: Connection, t: Tab, run_id: int, recon_id: int, f: Filters, limit: int) -> list[int]:
     """Ids of the tab's rows that fit ``f``, lowest first, at most ``limit`` (bulk actions)."""
     f.check()
     if t.source != "matches":
         raise BadQuery(f"bulk actions apply to matches, not to the {t.label} tab")
     where = _where(t, run_id, recon_id, f)
-    with db.reader() as conn:
-        rows = conn.execute(f"SELECT m.id FROM matches m WHERE {where.text()} ORDER BY m.id LIMIT %s",
-                            [*where.params, limit]).fetchall()
+    rows = conn.execute(f"SELECT m.id FROM matches m WHERE {where.text()} ORDER BY m.id LIMIT %s",
+                        [*where.params, limit]).fetchall()
     return [r[0] for r in rows]
 
 
@@ -393,20 +396,25 @@ def match(db: Database, match_id: int) -> dict[str, Any] | None:
     return item
 
 
-def tab_counts(db: Database, run_id: int) -> dict[str, int]:
-    """Matches per status and active discrepancies of a run (index-only on matches_run_status)."""
-    with db.reader() as conn:
-        counts = dict(conn.execute("SELECT status, count(*) FROM matches WHERE run_id = %s GROUP BY status",
-                                   (run_id,)).fetchall())
-        disc = conn.execute("SELECT count(*) FROM discrepancies d JOIN matches m ON m.id = d.match_id "
-                            "WHERE d.run_id = %s AND m.status IN ('suggested', 'confirmed')", (run_id,)).fetchone()
+def tab_counts(conn: Connection, recon_id: int, run_id: int) -> dict[str, int]:
+    """Rows of each tab (unfiltered): matches per status, active discrepancies, unmatched per side."""
+    counts = dict(conn.execute("SELECT status, count(*) FROM matches WHERE run_id = %s GROUP BY status",
+                               (run_id,)).fetchall())
+    disc = conn.execute("SELECT count(*) FROM discrepancies d JOIN matches m ON m.id = d.match_id "
+                        "WHERE d.run_id = %s AND m.status IN ('suggested', 'confirmed')", (run_id,)).fetchone()
+    totals = dict(conn.execute("SELECT side, count(*) FROM records WHERE reconciliation_id = %s GROUP BY side",
+                               (recon_id,)).fetchall())
+    matched = dict(conn.execute("SELECT side, count(*) FROM match_items WHERE run_id = %s AND active GROUP BY side",
+                                (run_id,)).fetchall())
     return {"matched": counts.get("confirmed", 0), "suggested": counts.get("suggested", 0),
-            "discrepancies": disc[0] if disc else 0}
+            "discrepancies": disc[0] if disc else 0,
+            "left": totals.get("left", 0) - matched.get("left", 0),
+            "right": totals.get("right", 0) - matched.get("right", 0)}
 
 
-def rules_of_run(db: Database, run_id: int) -> list[str]:
-    with db.reader() as conn:
-        row = conn.execute("SELECT summary FROM runs WHERE id = %s", (run_id,)).fetchone()
+def rules_of_run(conn: Connection, run_id: int) -> list[str]:
+    """The rule labels a run used (from its summary), and "manual" for links made by hand."""
+    row = conn.execute("SELECT summary FROM runs WHERE id = %s", (run_id,)).fetchone()
     names = [r.get("rule") for r in ((row[0] or {}).get("rules") or [])] if row and isinstance(row[0], dict) else []
     return [n for n in names if n] + ["manual"]
 
@@ -417,15 +425,14 @@ RECON_COLS = ("id", "name", "status", "current_run_id", "created_by", "created_a
 _RECON_SORT = Sort("id", "newest", "c.id", "int")
 
 
-def reconciliation_page(db: Database, q: str | None, *, after: str | None, before: str | None,
+def reconciliation_page(conn: Connection, q: str | None, *, after: str | None, before: str | None,
                         limit: int = 25) -> Page:
     """Reconciliations newest first, optionally those whose name contains ``q``."""
     where = _Where()
     if q:
         where.add("c.name ILIKE %s", like(q))
     sql = f"SELECT {', '.join('c.' + c for c in RECON_COLS)}, c.id AS sort_key FROM reconciliations c"
-    with db.reader() as conn:
-        rows, next_cursor, prev_cursor = keyset(sql, where, _RECON_SORT, "c.id", True, after, before, limit, conn)
+    rows, next_cursor, prev_cursor = keyset(sql, where, _RECON_SORT, "c.id", True, after, before, limit, conn)
     return Page([dict(zip(RECON_COLS, r[:-1])) for r in rows], next_cursor, prev_cursor)
 
 
@@ -433,43 +440,40 @@ AUDIT_COLS = ("id", "at", "actor", "token_id", "role", "action", "entity", "enti
               "after")
 
 
-def reconciliation_audit(db: Database, recon_id: int, limit: int = 200) -> list[dict[str, Any]]:
+def reconciliation_audit(conn: Connection, recon_id: int, limit: int = 200) -> list[dict[str, Any]]:
     """Every audit row about a reconciliation, its imports, runs and reviewed matches, newest first."""
-    with db.reader() as conn:
-        rows = conn.execute(
-            f"SELECT {', '.join('a.' + c for c in AUDIT_COLS)} FROM audit_log a WHERE "
-            "(a.entity = 'reconciliation' AND a.entity_id = %(id)s::text) "
-            "OR (a.entity = 'run' AND a.entity_id IN (SELECT id::text FROM runs WHERE reconciliation_id = %(id)s)) "
-            "OR (a.entity = 'import' AND a.entity_id IN "
-            "(SELECT id::text FROM imports WHERE reconciliation_id = %(id)s)) "
-            "OR (a.entity = 'match' AND a.entity_id ~ '^[0-9]+$' AND EXISTS (SELECT 1 FROM matches m "
-            "WHERE m.id = a.entity_id::bigint AND m.reconciliation_id = %(id)s)) "
-            "ORDER BY a.id DESC LIMIT %(limit)s", {"id": recon_id, "limit": limit}).fetchall()
+    rows = conn.execute(
+        f"SELECT {', '.join('a.' + c for c in AUDIT_COLS)} FROM audit_log a WHERE "
+        "(a.entity = 'reconciliation' AND a.entity_id = %(id)s::text) "
+        "OR (a.entity = 'run' AND a.entity_id IN (SELECT id::text FROM runs WHERE reconciliation_id = %(id)s)) "
+        "OR (a.entity = 'import' AND a.entity_id IN "
+        "(SELECT id::text FROM imports WHERE reconciliation_id = %(id)s)) "
+        "OR (a.entity = 'match' AND a.entity_id ~ '^[0-9]+$' AND EXISTS (SELECT 1 FROM matches m "
+        "WHERE m.id = a.entity_id::bigint AND m.reconciliation_id = %(id)s)) "
+        "ORDER BY a.id DESC LIMIT %(limit)s", {"id": recon_id, "limit": limit}).fetchall()
     return [dict(zip(AUDIT_COLS, r)) for r in rows]
 
 
-def rule_totals(db: Database, run_id: int) -> list[dict[str, Any]]:
+def rule_totals(conn: Connection, run_id: int) -> list[dict[str, Any]]:
     """Per rule (live, after review): active matches, records per side, amounts per currency."""
-    with db.reader() as conn:
-        rows = conn.execute(
-            "SELECT coalesce(m.rule, '(none)'), m.currency, count(DISTINCT m.id), "
-            "count(*) FILTER (WHERE mi.side = 'left'), count(*) FILTER (WHERE mi.side = 'right'), "
-            "coalesce(sum(r.amount_minor) FILTER (WHERE mi.side = 'left'), 0) "
-            "FROM matches m JOIN match_items mi ON mi.match_id = m.id AND mi.active "
-            "JOIN records r ON r.id = mi.record_id "
-            "WHERE m.run_id = %s AND m.status IN ('suggested', 'confirmed') GROUP BY 1, 2 ORDER BY 1, 2",
-            (run_id,)).fetchall()
+    rows = conn.execute(
+        "SELECT coalesce(m.rule, '(none)'), m.currency, count(DISTINCT m.id), "
+        "count(*) FILTER (WHERE mi.side = 'left'), count(*) FILTER (WHERE mi.side = 'right'), "
+        "coalesce(sum(r.amount_minor) FILTER (WHERE mi.side = 'left'), 0) "
+        "FROM matches m JOIN match_items mi ON mi.match_id = m.id AND mi.active "
+        "JOIN records r ON r.id = mi.record_id "
+        "WHERE m.run_id = %s AND m.status IN ('suggested', 'confirmed') GROUP BY 1, 2 ORDER BY 1, 2",
+        (run_id,)).fetchall()
     return [{"rule": r[0], "currency": r[1], "matches": r[2], "left": r[3], "right": r[4],
              "left_amount_minor": int(r[5])} for r in rows]
 
 
-def amounts_by_date(db: Database, recon_id: int, run_id: int, currency: str) -> list[tuple[dt.date, int, int]]:
+def amounts_by_date(conn: Connection, recon_id: int, run_id: int, currency: str) -> list[tuple[dt.date, int, int]]:
     """``(booking date, matched, unmatched)`` absolute amounts in minor units of ``currency``."""
-    with db.reader() as conn:
-        rows = conn.execute(
-            "SELECT r.booking_date, coalesce(sum(abs(r.amount_minor)) FILTER (WHERE mi.record_id IS NOT NULL), 0), "
-            "coalesce(sum(abs(r.amount_minor)) FILTER (WHERE mi.record_id IS NULL), 0) FROM records r "
-            "LEFT JOIN match_items mi ON mi.record_id = r.id AND mi.run_id = %s AND mi.active "
-            "WHERE r.reconciliation_id = %s AND r.currency = %s AND r.booking_date IS NOT NULL "
-            "GROUP BY 1 ORDER BY 1", (run_id, recon_id, currency)).fetchall()
+    rows = conn.execute(
+        "SELECT r.booking_date, coalesce(sum(abs(r.amount_minor)) FILTER (WHERE mi.record_id IS NOT NULL), 0), "
+        "coalesce(sum(abs(r.amount_minor)) FILTER (WHERE mi.record_id IS NULL), 0) FROM records r "
+        "LEFT JOIN match_items mi ON mi.record_id = r.id AND mi.run_id = %s AND mi.active "
+        "WHERE r.reconciliation_id = %s AND r.currency = %s AND r.booking_date IS NOT NULL "
+        "GROUP BY 1 ORDER BY 1", (run_id, recon_id, currency)).fetchall()
     return [(r[0], int(r[1]), int(r[2])) for r in rows]

@@ -25,8 +25,8 @@ def listing(request: Request, session: UISession = Depends(signed_in("viewer")))
     if q and len(q) > 200:
         raise HTTPException(422, f"the search text has {len(q)} characters; at most 200")
     try:
-        result = queries.reconciliation_page(svc(request).require_db(), q, after=params.get("after"),
-                                             before=params.get("before"))
+        with svc(request).require_db().primary() as conn:
+            result = queries.reconciliation_page(conn, q, after=params.get("after"), before=params.get("before"))
     except queries.BadQuery as exc:
         raise HTTPException(422, str(exc)) from None
     return page(request, "reconciliations.html", result=result, q=q or "", error=None, name="",
@@ -41,7 +41,8 @@ def create(request: Request, session: UISession = Depends(signed_in("operator"))
     try:
         rec = api.create_reconciliation(svc(request), request, session.principal, name)
     except ValidationError:
-        result = queries.reconciliation_page(svc(request).require_db(), None, after=None, before=None)
+        with svc(request).require_db().primary() as conn:
+            result = queries.reconciliation_page(conn, None, after=None, before=None)
         return page(request, "reconciliations.html", status=422, result=result, q="", name=name,
                     error="A name is needed: 1 to 200 characters.", next_url=None, prev_url=None)
     flash(request, session, f"Created reconciliation “{rec['name']}”. Upload both sides next.")
@@ -77,5 +78,6 @@ def delete(recon_id: int, request: Request, session: UISession = Depends(signed_
 @router.get("/reconciliations/{recon_id}/audit")
 def audit(recon_id: int, request: Request, session: UISession = Depends(signed_in("operator"))) -> Response:
     rec = api.reconciliation(svc(request), session.principal, recon_id)
-    rows = queries.reconciliation_audit(svc(request).require_db(), recon_id)
+    with svc(request).require_db().primary() as conn:
+        rows = queries.reconciliation_audit(conn, recon_id)
     return page(request, "audit.html", rec=rec, rows=rows)

@@ -22,15 +22,6 @@ LABELS = {"booking_date": "booking date", "value_date": "value date", "reference
           "description": "description"}
 
 
-def unmatched_counts(request: Request, recon_id: int, run_id: int) -> dict[str, int]:
-    with svc(request).require_db().reader() as conn:
-        totals = dict(conn.execute("SELECT side, count(*) FROM records WHERE reconciliation_id = %s GROUP BY side",
-                                   (recon_id,)).fetchall())
-        matched = dict(conn.execute("SELECT side, count(*) FROM match_items WHERE run_id = %s AND active "
-                                    "GROUP BY side", (run_id,)).fetchall())
-    return {side: totals.get(side, 0) - matched.get(side, 0) for side in ("left", "right")}
-
-
 @router.get("/reconciliations/{recon_id}/results")
 def results(recon_id: int, request: Request, session: UISession = Depends(signed_in("viewer"))) -> Response:
     services = svc(request)
@@ -45,20 +36,19 @@ def results(recon_id: int, request: Request, session: UISession = Depends(signed
     if rec["current_run_id"] is None:
         return page(request, "results.html", rec=rec, tab=tab, tabs=queries.TABS, filters=filters, result=None,
                     counts={}, rules=[], fields=[], keep={}, size=50, links={}, exports=_exports(recon_id))
-    run_id = int(rec["current_run_id"])
-    db = services.require_db()
     size = page_size(params)
+    current = api.current_results(services, recon_id)
+    run_id = int(current.run_id or 0)
     try:
-        result = queries.result_page(db, tab, run_id, recon_id, filters, after=params.get("after"),
-                                     before=params.get("before"), limit=size)
+        with api.reading(services, current) as conn:
+            result = queries.result_page(conn, tab, run_id, recon_id, filters, after=params.get("after"),
+                                         before=params.get("before"), limit=size)
+            counts = queries.tab_counts(conn, recon_id, run_id)
+            rules = queries.rules_of_run(conn, run_id)
+            fields = [r[0] for r in conn.execute("SELECT DISTINCT field FROM discrepancies WHERE run_id = %s "
+                                                 "ORDER BY 1", (run_id,))] if tab.source == "discrepancies" else []
     except queries.BadQuery as exc:
         raise HTTPException(422, str(exc)) from None
-    counts = {**queries.tab_counts(db, run_id), **unmatched_counts(request, recon_id, run_id)}
-    fields: list[str] = []
-    if tab.source == "discrepancies":
-        with db.reader() as conn:
-            fields = [r[0] for r in conn.execute("SELECT DISTINCT field FROM discrepancies WHERE run_id = %s "
-                                                 "ORDER BY 1", (run_id,))]
     keep = {"tab": tab.key, **filters.as_params(), "size": size if size != 50 else None}
     base = f"/ui/reconciliations/{recon_id}/results"
     links = {"next": url(base, **keep, after=result.next_cursor) if result.next_cursor else None,
@@ -66,8 +56,8 @@ def results(recon_id: int, request: Request, session: UISession = Depends(signed
              "first": url(base, **keep) if result.prev_cursor else None,
              "here": url(base, **keep, after=params.get("after"), before=params.get("before"))}
     return page(request, "results.html", rec=rec, tab=tab, tabs=queries.TABS, filters=filters, result=result,
-                counts=counts, rules=queries.rules_of_run(db, run_id), fields=fields, keep=keep, size=size,
-                links=links, exports=_exports(recon_id))
+                counts=counts, rules=rules, fields=fields, keep=keep, size=size, links=links,
+                exports=_exports(recon_id))
 
 
 def _exports(recon_id: int) -> list[dict[str, str]]:

@@ -51,11 +51,12 @@ def review_one(match_id: int, action: str, request: Request, session: UISession 
 def bulk_confirm(recon_id: int, request: Request, session: UISession = Depends(signed_in("operator")),
                  form: FormData = Depends(posted)) -> Response:
     services = svc(request)
-    run_id = api.current_run(services, recon_id)
+    current = api.current_results(services, recon_id)
     filters = filters_from(form)
     if form.get("scope") == "filtered":
-        ids = queries.matching_ids(services.require_db(), queries.TABS["suggested"], run_id, recon_id, filters,
-                                   BULK_LIMIT + 1)
+        with api.reading(services, current) as conn:
+            ids = queries.matching_ids(conn, queries.TABS["suggested"], int(current.run_id or 0), recon_id, filters,
+                                       BULK_LIMIT + 1)
     else:
         ids = id_list(form.getlist("match_ids"), "match")
         if not ids:
@@ -90,11 +91,11 @@ def link_form(recon_id: int, request: Request, session: UISession = Depends(sign
     if rec["current_run_id"] is None:
         raise HTTPException(409, f"reconciliation {recon_id} has no finished run yet; run it first")
     filters = filters_from(request.query_params)
-    run_id = int(rec["current_run_id"])
-    db = services.require_db()
+    current = api.current_results(services, recon_id)
     try:
-        sides = {side: queries.result_page(db, queries.TABS[side], run_id, recon_id, filters, limit=LINK_PAGE)
-                 for side in ("left", "right")}
+        with api.reading(services, current) as conn:
+            sides = {side: queries.result_page(conn, queries.TABS[side], int(current.run_id or 0), recon_id, filters,
+                                               limit=LINK_PAGE) for side in ("left", "right")}
     except queries.BadQuery as exc:
         raise HTTPException(422, str(exc)) from None
     return page(request, "link.html", rec=rec, sides=sides, filters=filters, limit=LINK_PAGE,

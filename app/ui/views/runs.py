@@ -8,6 +8,7 @@ the worker's reason.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi import Depends, HTTPException, Request
@@ -21,6 +22,9 @@ from app.ui.session import UISession
 from app.ui.views.common import redirect, svc, ui_router
 
 router = ui_router()
+
+_ERROR_CLASS = re.compile(r"^[A-Za-z]*Error: ")
+"""The worker stores ``PermanentJobError: run 7: ...``; people read the part after the class."""
 
 
 def _starting_rules(request: Request, session: UISession, rec: dict[str, Any]) -> tuple[Any, str]:
@@ -74,6 +78,8 @@ def _run(request: Request, session: UISession, run_id: int) -> dict[str, Any]:
     total, done = progress.get("total") or 0, progress.get("processed") or 0
     run["percent"] = 100 if run["status"] == "succeeded" else (int(100 * done / total) if total else 0)
     run["finished"] = run["status"] in ("succeeded", "failed")
+    reason = run.get("error") or (run.get("job") or {}).get("last_error") or ""
+    run["reason"] = _ERROR_CLASS.sub("", reason)
     return run
 
 

@@ -39,12 +39,14 @@ def _per_rule(summary: dict[str, Any], totals: list[dict[str, Any]]) -> list[dic
     return sorted(out, key=lambda r: order.index(r["rule"]) if r["rule"] in order else len(order))
 
 
-def _chart(request: Request, recon_id: int, summary: dict[str, Any], currency: str) -> chart.Chart:
+def _chart(request: Request, recon_id: int, current: Any, currency: str) -> chart.Chart:
+    """The chart's points, cached in Redis under the results' version (a review or upload changes it)."""
     services = svc(request)
-    key = f"recon:ui:chart:{summary['run_id']}:{summary['review_version']}:{recon_id}:{currency}"
+    key = f"recon:ui:chart:{recon_id}:{current.version}:{currency}"
     cached = services.cache.get_json(key)
     if cached is None:
-        points = queries.amounts_by_date(services.require_db(), recon_id, summary["run_id"], currency)
+        with api.reading(services, current) as conn:
+            points = queries.amounts_by_date(conn, recon_id, int(current.run_id), currency)
         cached = [[d.isoformat(), m, u] for d, m, u in points]
         services.cache.set_json(key, cached, 3600)
     return chart.build([(dt.date.fromisoformat(d), m, u) for d, m, u in cached], currency)
@@ -63,11 +65,13 @@ def summary(recon_id: int, request: Request, session: UISession = Depends(signed
     currency = request.query_params.get("currency") or (currencies[0] if currencies else "EUR")
     if currency not in CURRENCY_EXPONENTS:
         raise HTTPException(422, f"currency {currency!r} is not an ISO 4217 code; one of {', '.join(currencies)}")
-    totals = queries.rule_totals(services.require_db(), data["run_id"])
+    current = api.current_results(services, recon_id)
+    with api.reading(services, current) as conn:
+        totals = queries.rule_totals(conn, int(current.run_id or 0))
     table = {}
     for a in data["amounts"]:
         row = table.setdefault((a["currency"], a["side"]), {"currency": a["currency"], "side": a["side"]})
         row[a["status"]] = a
     return page(request, "summary.html", rec=rec, summary=data, rules=_per_rule(data, totals),
-                chart=_chart(request, recon_id, data, currency), currencies=currencies, currency=currency,
+                chart=_chart(request, recon_id, current, currency), currencies=currencies, currency=currency,
                 table=[table[k] for k in sorted(table)])
