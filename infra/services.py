@@ -188,13 +188,19 @@ _APP = (Connection(PG_PRIMARY, secret="postgres_app"), Connection("postgres-repl
 
 CATALOGUE: tuple[Service, ...] = (
     Service(PG_PRIMARY, members=_one(PG_PRIMARY), stage=0,
-            templates=("postgres/primary/postgresql.conf", "postgres/pg_hba.conf"), **_PG),
+            templates=("postgres/primary/postgresql.conf", "postgres/pg_hba.conf"),
+            connects_to=(Connection("postgres-replica", secret="postgres_replication"),), **_PG),
     Service("postgres-replica", members=_numbered("postgres-replica", "postgres.replicas", 1), stage=1,
             templates=("postgres/{short}/postgresql.conf", "postgres/pg_hba.conf"),
-            connects_to=(Connection(PG_PRIMARY, secret="postgres_replication"),), **_PG),
-    Service(REDIS_PRIMARY, members=_one(REDIS_PRIMARY), stage=1, **_REDIS),
+            # after a failover a former replica is the primary the others stream from
+            connects_to=(Connection(PG_PRIMARY, secret="postgres_replication"),
+                         Connection("postgres-replica", secret="postgres_replication")), **_PG),
+    # every Redis asks the Sentinels whom to follow when it starts (after a failover, the
+    # process named redis-primary may be a replica of a former replica)
+    Service(REDIS_PRIMARY, members=_one(REDIS_PRIMARY), stage=1,
+            connects_to=(Connection("sentinel"), Connection("redis-replica")), **_REDIS),
     Service("redis-replica", members=_numbered("redis-replica", "redis.replicas", 1), stage=1,
-            connects_to=(Connection(REDIS_PRIMARY),), **_REDIS),
+            connects_to=(Connection(REDIS_PRIMARY), Connection("sentinel"), Connection("redis-replica")), **_REDIS),
     Service("sentinel", kind="sentinel", members=_numbered("sentinel", "redis.sentinel.count", 0), stage=2,
             package="redis-sentinel", binary="/usr/bin/redis-sentinel", argv=("{bin}", "{data}/sentinel.conf"),
             data="/data", templates=("redis/{member}.conf",), health="sentinel", enabled="redis.failover",
@@ -223,7 +229,9 @@ CATALOGUE: tuple[Service, ...] = (
             package="prometheus-node-exporter", binary="/usr/bin/prometheus-node-exporter",
             argv=("{bin}", "--web.listen-address={listen}", "--collector.textfile.directory={data}"),
             data="/var/lib/node-exporter", health="exporter", ports=(PortDef("main", "exporters.node_port"),),
-            scrape="node"),
+            scrape="node", targets=frozenset({"local", "docker"}),
+            unavailable="reads the host's /proc and /sys: a namespace's pods get no host paths (the "
+                        "cluster's own node metrics cover the nodes)"),
     Service("nginx", kind="nginx", members=_stateless("nginx"), stage=4, package="nginx", binary="/usr/sbin/nginx",
             argv=("{bin}", "-e", "stderr", "-c", "{conf:nginx/nginx.conf}", "-g", "daemon off;"),
             templates=("nginx/nginx.conf",), health="nginx", reload_signal="HUP", stop_signal="QUIT",

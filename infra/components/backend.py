@@ -22,6 +22,8 @@ from infra.components.model import Edge, Port, Probe, Workload
 from infra.components.sizing import resources_for
 
 SLOTS = ("blue", "green")
+MIGRATE_ENV = ("RECON_SLOT", "RECON_VERSION", "RECON_LOG_JSON", "RECON_SERVICE_NAME")
+"""All a migration needs besides its database URL (it talks to nothing else)."""
 
 
 def version_slug(version: str) -> str:
@@ -68,7 +70,9 @@ class Backend(Concern):
             self.migrations[version] = Workload(
                 name=f"migrate-{version_slug(version)}", component="backend", role="migrate",
                 image=self.images[slot], members=[f"migrate-{version_slug(version)}"], kind="job",
-                command=["python", "-m", "app", "migrate"], env=self.app_env(slot), secret_env=secret_env,
+                command=["python", "-m", "app", "migrate"],
+                env={k: v for k, v in self.app_env(slot).items() if k in MIGRATE_ENV},
+                secret_env={"RECON_DATABASE_URL": "database_url"},
                 resources=resources_for(self.spec, "migrate"), tier=("data",), user=images.UID,
                 http_client="python", labels={"recon/version": version_slug(version)},
                 after=[PG_PRIMARY])  # the database exists (and is healthy) before migrations run
@@ -92,7 +96,8 @@ class Backend(Concern):
                     name=f"worker-{slot}", component="backend", role="worker", image=self.images[slot],
                     members=[f"worker-{slot}-{i}" for i in range(1, b.workers + 1)], kind="stateless",
                     command=["python", "-m", "app", "worker"],
-                    env={**self.app_env(slot), "RECON_WORKER_METRICS_PORT": str(mport)},
+                    env={**self.app_env(slot), "RECON_WORKER_METRICS_PORT": str(mport),
+                         "RECON_WORKER_METRICS_HOST": "0.0.0.0"},  # app default 127.0.0.1: probes, scrapes
                     secret_env=secret_env, ports=[Port("metrics", mport)], liveness=probe, readiness=probe,
                     resources=resources_for(self.spec, "worker"), peers=[Edge("prometheus", mport)],
                     labels=labels, after=[self.migrations[b.slots[slot].version].name], **egress_common))

@@ -67,15 +67,16 @@ class Cache(Concern):
             resources=resources_for(self.spec, "redis"), ports=[Port("redis", r.port)],
             liveness=ping, readiness=ping, script=REDIS, env=env,
             secret_env={"REDIS_PASSWORD": "redis_password"}, http_client=None,
-            peers=[Edge("backend", r.port), Edge("worker", r.port), Edge("redis", r.port),
-                   Edge("sentinel", r.port), Edge("redis-exporter", r.port)],
         )
+        peers = [Edge("backend", r.port), Edge("worker", r.port), Edge("redis", r.port), Edge("sentinel", r.port)]
+        # the exporter watches the primary only
         out = [Workload(name="redis-primary", members=["redis-primary"],
-                        member_files={"redis-primary": [self.conf("redis/redis-primary.conf")]}, **common)]
+                        member_files={"redis-primary": [self.conf("redis/redis-primary.conf")]},
+                        peers=[*peers, Edge("redis-exporter", r.port)], **common)]
         if r.replicas:
             out.append(Workload(name="redis-replica", members=lay.redis_replicas(),
                                 member_files={m: [self.conf(f"redis/{m}.conf")] for m in lay.redis_replicas()},
-                                **common))
+                                peers=peers, **common))
         if lay.sentinels():
             s = r.sentinel
             sping = Probe(command=("sh", "-c", f"redis-cli -p {s.port} ping | grep -q PONG"))
@@ -84,7 +85,7 @@ class Cache(Concern):
                 members=lay.sentinels(), kind="stateful", tier=("data",), user=images.UID,
                 storage_gib=SENTINEL_STORAGE_GIB, data_path=lay.data("sentinel-1"),
                 resources=resources_for(self.spec, "sentinel"), ports=[Port("sentinel", s.port)],
-                liveness=sping, readiness=sping, script=SENTINEL, env=env,
+                liveness=sping, readiness=sping, script=SENTINEL, env={"RECON_MASTER_NAME": s.master_name},
                 secret_env={"REDIS_PASSWORD": "redis_password"}, http_client=None,
                 member_files={m: [self.conf(f"redis/{m}.conf")] for m in lay.sentinels()},
                 peers=[Edge("backend", s.port), Edge("worker", s.port), Edge("redis", s.port),

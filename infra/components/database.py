@@ -79,8 +79,6 @@ class Database(Concern):
             kind="stateful", tier=("data",), user=images.UID, storage_gib=pg.storage_gib,
             data_path=lay.data(PG_PRIMARY), resources=resources_for(self.spec, "postgres"),
             writable=["/tmp"], ports=[Port("postgres", pg.port)], liveness=ready, readiness=ready,
-            peers=[Edge("backend", pg.port), Edge("worker", pg.port), Edge("migrate", pg.port),
-                   Edge("postgres", pg.port), Edge("postgres-exporter", pg.port), Edge("backup", pg.port)],
             http_client=None,
         )
         env = {"PGDATA": PGDATA, "RECON_REPLICATION_USER": pg.replication_user}
@@ -93,6 +91,10 @@ class Database(Concern):
                         "RECON_REPLICATION_PASSWORD": "replication_password",
                         "RECON_EXPORTER_PASSWORD": "exporter_password"},
             files=[self.conf("postgres/primary/postgresql.conf"), self.conf("postgres/pg_hba.conf")],
+            # the logical backup reads a replica when there is one
+            peers=[Edge("backend", pg.port), Edge("worker", pg.port), Edge("migrate", pg.port),
+                   Edge("postgres", pg.port), Edge("postgres-exporter", pg.port)]
+            + ([] if pg.replicas else [Edge("backup", pg.port)]),
             **common)]
         if pg.replicas:
             out.append(Workload(
@@ -103,6 +105,8 @@ class Database(Concern):
                 member_files={m: [self.conf(f"postgres/{m.removeprefix('postgres-')}/postgresql.conf")]
                               for m in lay.postgres_replicas()},
                 secret_files={lay.secret("pgpass"): "pgpass"},
+                peers=[Edge("backend", pg.port), Edge("worker", pg.port), Edge("postgres", pg.port),
+                       Edge("backup", pg.port)],
                 **common))
         return out
 

@@ -38,7 +38,7 @@ from infra.components.model import Probe, Workload
 from infra.components.platform import Platform
 from infra.layout import ContainerLayout
 from infra.render import RenderContext
-from infra.spec import REPO_ROOT, StackSpec
+from infra.spec import StackSpec
 
 CONF_ROOT = "/etc/recon"
 TIERS = ("front", "back", "data")

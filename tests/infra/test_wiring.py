@@ -39,41 +39,7 @@ def _loopback(worker: str) -> str:
     return f"{worker}: port metrics (8001) is bound to 127.0.0.1 only: probes, Services and peers cannot reach it"
 
 
-KNOWN_DEFECTS: dict[str, Defect] = {
-    "shared-database-peers": Defect(
-        ("infra/components/database.py gives the primary and the replicas the same peers, so the "
-         "exporter and the migrations may reach the replicas and the backup the primary: give the "
-         "primary Edge(backend, worker, migrate, postgres, postgres-exporter) and the replicas "
-         "Edge(backend, worker, postgres, backup)"),
-        (_excess("backup-logical", "backup-logical", "postgres-primary", 5432),
-         _excess("postgres-primary", "backup-logical", "postgres-primary", 5432),
-         _excess("migrate-0-1-0", "migrate-0-1-0", "postgres-replica", 5432),
-         _excess("postgres-replica", "migrate-0-1-0", "postgres-replica", 5432),
-         _excess("postgres-exporter", "postgres-exporter", "postgres-replica", 5432),
-         _excess("postgres-replica", "postgres-exporter", "postgres-replica", 5432))),
-    "shared-redis-peers": Defect(
-        ("infra/components/cache.py gives redis-replica the exporter as a peer; the exporter "
-         "watches the primary only: drop Edge('redis-exporter') from the replicas' peers"),
-        (_excess("redis-exporter", "redis-exporter", "redis-replica", 6379),
-         _excess("redis-replica", "redis-exporter", "redis-replica", 6379))),
-    "migrate-given-the-app-environment": Defect(
-        ("infra/components/backend.py gives the migration Job the app's whole environment: the "
-         "replica DSN, the Sentinels, the Redis password and the OTLP endpoint, which it never uses "
-         "(and its NetworkPolicy rightly blocks): give it RECON_DATABASE_URL, RECON_SLOT, "
-         "RECON_VERSION, RECON_LOG_JSON and RECON_SERVICE_NAME only"),
-        (_nowhere("migrate-0-1-0", "jaeger", 14318).format("env RECON_OTLP_ENDPOINT"),
-         _nowhere("migrate-0-1-0", "postgres-replica", 5432).format("env RECON_DATABASE_REPLICA_URL"),
-         _nowhere("migrate-0-1-0", "sentinel", 26379).format("env RECON_REDIS_SENTINELS"))),
-    "worker-metrics-on-loopback": Defect(
-        ("infra/components/backend.py sets RECON_WORKER_METRICS_PORT but not RECON_WORKER_METRICS_HOST, "
-         "so the worker binds 127.0.0.1 (app/settings.py default): its probes fail and Prometheus "
-         "cannot scrape it; add RECON_WORKER_METRICS_HOST=0.0.0.0 to the worker's env"),
-        (_loopback("worker-blue"), _loopback("worker-green"))),
-    "sentinel-given-unused-env": Defect(
-        ("infra/components/cache.py gives the Sentinels RECON_SENTINELS (the Redis script's); "
-         "the Sentinel script does not read it: give the Sentinels RECON_MASTER_NAME only"),
-        ("sentinel: env RECON_SENTINELS is read by nothing in the container",)),
-}
+KNOWN_DEFECTS: dict[str, Defect] = {}
 
 KNOWN = {p: name for name, d in KNOWN_DEFECTS.items() for p in d.problems}
 

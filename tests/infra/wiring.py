@@ -87,21 +87,9 @@ SUPPLEMENT: tuple[Extra, ...] = (
           "the migration Job (python -m app migrate) writes the schema on the primary"),
     Extra("backup", "postgres-replica", "main", "postgres_app",
           "the logical backup CronJob dumps from the replica (infra/components/backups.py)"),
-    Extra(REDIS_PRIMARY, "sentinel", "main", None,
-          "every Redis asks the Sentinels whom to follow when it starts (infra/components/cache.py)"),
-    Extra("redis-replica", "sentinel", "main", None,
-          "every Redis asks the Sentinels whom to follow when it starts (infra/components/cache.py)"),
     Extra("prometheus", "worker", PortDef("metrics", "backend.port", offset=1), None,
           "Prometheus discovers the workers' metrics port (infra/kubernetes/prometheus.py); the "
           "catalogue's worker has no port (Backend.worker_metrics_port: backend.port + 1)"),
-    Extra(PG_PRIMARY, "postgres-replica", "main", "postgres_replication",
-          "after a failover the rebuilt old primary streams from the promoted replica"),
-    Extra("postgres-replica", "postgres-replica", "main", "postgres_replication",
-          "after a failover the other replicas follow the promoted one"),
-    Extra(REDIS_PRIMARY, "redis-replica", "main", None,
-          "after a Sentinel failover the old master replicates from the promoted replica"),
-    Extra("redis-replica", "redis-replica", "main", None,
-          "after a Sentinel failover the other replicas follow the promoted one"),
 )
 
 FAILOVER = {(PG_PRIMARY, "postgres-replica"), ("postgres-replica", "postgres-replica"),
