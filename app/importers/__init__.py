@@ -130,6 +130,7 @@ class ColumnMapping(BaseModel):
     value_date: str | None = None
     counterparty: str | None = None
     description: str | None = None
+    id: str | None = Field(default=None, description="the file's own id of each line, kept as records.source_id")
 
 
 class ImportOptions(BaseModel):

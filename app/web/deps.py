@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import unicodedata
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
 import psycopg
 from fastapi import Depends, HTTPException, Request
@@ -129,3 +132,20 @@ def audit(conn: psycopg.Connection, request: Request, principal: Principal, acti
          None if before is None else json.dumps(before, default=str),
          None if after is None else json.dumps(after, default=str)),
     )
+
+
+def content_disposition(filename: str) -> str:
+    """``attachment`` naming ``filename`` per RFC 6266, in any script, as an ASCII header value.
+
+    ``filename="..."`` is an ASCII fallback (accents stripped, anything else ``_``) for old
+    clients; ``filename*=UTF-8''...`` (RFC 8187 percent-encoding) is the real name, which
+    browsers prefer. Control characters and path separators never get through either.
+    Trap: Starlette encodes header values as latin-1, so a raw non-latin-1 name is an HTTP 500;
+    a lone surrogate cannot be UTF-8 encoded, hence ``backslashreplace``.
+    """
+    clean = "".join("_" if ch in "/\\" or unicodedata.category(ch).startswith("C") else ch for ch in filename)
+    ascii_name = unicodedata.normalize("NFKD", clean).encode("ascii", "ignore").decode("ascii")
+    ascii_name = re.sub(r"[^A-Za-z0-9 ._()-]", "_", ascii_name)
+    ascii_name = re.sub(r" +", " ", re.sub(r"_+", "_", ascii_name)).strip() or "download"
+    exact = quote(clean.encode("utf-8", "backslashreplace"), safe="")
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{exact}"

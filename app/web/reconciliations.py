@@ -6,9 +6,7 @@ import io
 import json
 import logging
 import time
-import unicodedata
 from typing import Any
-from urllib.parse import quote
 
 import polars as pl
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
@@ -20,7 +18,7 @@ from app import importers, jobs, metrics
 from app.auth import Principal
 from app.db import Database
 from app.engine import RuleSet
-from app.web.deps import audit, database, error, require, services
+from app.web.deps import audit, content_disposition, database, error, require, services
 from app.web.middleware import UPLOAD_OVERHEAD_BYTES, text_problems
 from app.web.services import Services
 
@@ -357,19 +355,6 @@ def download_import(import_id: int, db: Database = Depends(database),
         raise HTTPException(404, f"import {import_id} does not exist")
     return Response(bytes(row[1]), media_type="application/octet-stream",
                     headers={"Content-Disposition": content_disposition(row[0])})
-
-
-def content_disposition(filename: str) -> str:
-    """``attachment`` with an ASCII ``filename`` and the exact name as RFC 5987 ``filename*``.
-
-    RFC 6266: clients that know ``filename*`` (every current browser, curl -J) use the UTF-8
-    name; the rest get an ASCII fallback (accents dropped, anything else ``_``). A header is
-    latin-1 on the wire, so a raw non-ASCII name there is a 500, not a download.
-    """
-    ascii_name = unicodedata.normalize("NFKD", filename).encode("ascii", "ignore").decode("ascii")
-    fallback = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in ascii_name).strip("_") or "download"
-    exact = quote(filename.encode("utf-8", "backslashreplace"), safe="")
-    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{exact}"
 
 
 # -- runs --------------------------------------------------------------------------------------

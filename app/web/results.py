@@ -24,12 +24,9 @@ import datetime as dt
 import io
 import json
 import logging
-import re
-import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
-from urllib.parse import quote
 
 import psycopg
 from fastapi import APIRouter, Depends, HTTPException, Query
@@ -40,11 +37,12 @@ from app.db import Database
 from app.db import results as stored
 from app.db.results import Results, money
 from app.records import CURRENCY_EXPONENTS
-from app.web.deps import require, services
+from app.web.deps import content_disposition, error, require, services
 from app.web.services import Services
 
 log = logging.getLogger(__name__)
-router = APIRouter(prefix="/api/v1/reconciliations/{recon_id}", tags=["results"])
+router = APIRouter(prefix="/api/v1/reconciliations/{recon_id}", tags=["results"],
+                   responses=error(409, "the reconciliation has no finished run yet"))
 
 MatchStatus = Literal["active", "suggested", "confirmed", "rejected", "unlinked", "all"]
 _RECORD_COLS = ("id", "side", "import_id", "line", "reference", "amount_minor", "currency", "booking_date",
@@ -400,25 +398,11 @@ def _xlsx_bytes(db: Database, results: Results, view: str, params: dict[str, Any
     return out.getvalue()
 
 
-def content_disposition(filename: str) -> str:
-    """``attachment`` naming ``filename`` per RFC 6266, in any script, as an ASCII header value.
-
-    ``filename="..."`` is an ASCII fallback (accents stripped, anything else ``_``) for old
-    clients; ``filename*=UTF-8''...`` (RFC 8187 percent-encoding) is the real name, which
-    browsers prefer. Control characters and path separators never get through either.
-    Trap: Starlette encodes header values as latin-1, so a raw non-latin-1 name is an HTTP 500.
-    """
-    clean = "".join("_" if ch in "/\\" or unicodedata.category(ch).startswith("C") else ch for ch in filename)
-    ascii_name = unicodedata.normalize("NFKD", clean).encode("ascii", "ignore").decode("ascii")
-    ascii_name = re.sub(r"[^A-Za-z0-9 ._()-]", "_", ascii_name)
-    ascii_name = re.sub(r" +", " ", re.sub(r"_+", "_", ascii_name)).strip() or "download"
-    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(clean, safe='')}"
-
-
 @router.get("/export", summary="Export matches, unmatched records or discrepancies as CSV or XLSX",
             response_class=StreamingResponse,
             responses={200: {"content": {"text/csv": {}, "application/vnd.openxmlformats-officedocument."
-                                                                     "spreadsheetml.sheet": {}}}})
+                                                                     "spreadsheetml.sheet": {}}},
+                       **error(413, "XLSX over the sheet row limit; use format=csv")})
 def export(recon_id: int, view: Literal["matches", "unmatched", "discrepancies"] = "matches",
            format: Literal["csv", "xlsx"] = "csv", side: Literal["left", "right"] | None = None,
            svc: Services = Depends(services), _: Principal = Depends(require("viewer"))) -> Any:

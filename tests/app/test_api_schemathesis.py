@@ -40,12 +40,9 @@ CHECKS = ("not_a_server_error", "status_code_conformance", "content_type_conform
 """What must hold for every case. Checks that judge the API's semantics from the schema alone
 (`positive_data_acceptance`: "a valid id must exist") do not fit an API whose ids are rows."""
 
-_RESULTS = ("summary", "matches", "unmatched", "discrepancies", "export")
-PENDING: dict[str, set[int]] = {f"GET /api/v1/reconciliations/{{recon_id}}/{view}": {409} for view in _RESULTS}
-"""Known undocumented statuses, each waiting for a change outside this test's reach: the results
-routes (app/web/results.py) answer 409 before a reconciliation's first finished run and do not
-declare it yet (asked for in issue #12). Remove an entry once it is declared; the test fails
-while a documented status is still listed here."""
+PENDING: dict[str, set[int]] = {}
+"""Known undocumented statuses, each waiting for a change outside this test's reach (none now).
+Remove an entry once it is declared; the test fails while a documented status is still listed."""
 
 
 @pytest.fixture(scope="module")
