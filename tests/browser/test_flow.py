@@ -35,7 +35,8 @@ def _upload(v: Visit, side: str, filename: str, *, fix_mapping: bool = False) ->
         expect(problems).to_have_count(0)
         sample = v.page.get_by_role("table", name="The file's first rows as read")
         expect(sample.locator("thead th").nth(3)).to_contain_text("amount")
-        expect(v.page.get_by_role("table", name="The first records as they will be imported")).to_contain_text("1,250.00")
+        records = v.page.get_by_role("table", name="The first records as they will be imported")
+        expect(records).to_contain_text("1,250.00")
         v.check(f"upload-{side}-preview-mapped")
     else:
         v.check(f"upload-{side}-preview")

@@ -12,7 +12,8 @@ from tests.browser.conftest import Visit, run_via_api, upload_via_api
 
 HOSTILE_NAME = '<script>window.__xss = "name"</script><img src=x onerror="window.__xss = \'img\'">'
 HOSTILE_CSV = (b"date,reference,amount,currency,counterparty,description\n"
-               b'2026-03-02,"<b>REF</b>",10.00,EUR,"<img src=x onerror=window.__xss=1>","""><svg onload=window.__xss=2>"\n'
+               b'2026-03-02,"<b>REF</b>",10.00,EUR,"<img src=x onerror=window.__xss=1>",'
+               b'"""><svg onload=window.__xss=2>"\n'
                b'2026-03-03,javascript:alert(1),20.00,EUR,"<script>window.__xss=3</script>","{{7*7}} ${7*7}"\n')
 HOSTILE_CSV_RIGHT = (b"date,reference,amount,currency,counterparty,description\n"
                      b'2026-03-02,"<b>REF</b>",10.00,EUR,"<img src=x onerror=window.__xss=4>","<iframe src=/ui/>"\n'
