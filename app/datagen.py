@@ -416,44 +416,38 @@ def evaluate(dataset: Dataset, result) -> pl.DataFrame:  # noqa: ANN001 - MatchR
     a planted one of that kind (same ids, same members). Columns: kind, planted, reported,
     correct, precision, recall (1.0 where nothing was planted or reported).
     """
-    pair_kind = (
-        pl.when(pl.col("rule") == "reference")
-        .then(pl.when(pl.col("amount_delta_minor") == 0).then(pl.lit("exact")).otherwise(pl.lit("tolerance")))
-        .otherwise(pl.col("rule").replace_strict(KIND_OF_RULE, default="other"))
-    )
-    reported_pairs = result.pairs.select("left_id", "right_id", kind=pair_kind)
-    reported_groups = result.groups.select(
-        "one_side", "one_id", pl.col("many_ids").list.sort(),
-        kind=pl.col("rule").replace_strict(KIND_OF_RULE, default="other"),
-    )
-    pair_keys, group_keys = ["left_id", "right_id", "kind"], ["one_side", "one_id", "many_ids", "kind"]
-    correct_pairs = reported_pairs.join(dataset.truth_pairs, on=pair_keys, how="semi")
-    correct_groups = _semi_on_lists(reported_groups, dataset.truth_groups, group_keys)
-    rows = []
-    for kind in KINDS:
-        if kind.startswith("unmatched_"):
-            reported = (result.unmatched_left if kind == "unmatched_left" else result.unmatched_right).get_column("id")
-            planted = dataset.missing_left if kind == "unmatched_left" else dataset.extra_right
-            rows.append((kind, planted.len(), reported.len(), reported.is_in(planted.implode()).sum()))
-            continue
-        planted_n = dataset.truth_pairs.filter(pl.col("kind") == kind).height
-        planted_n += dataset.truth_groups.filter(pl.col("kind") == kind).height
-        reported_n = reported_pairs.filter(pl.col("kind") == kind).height + reported_groups.filter(pl.col("kind") == kind).height
-        correct_n = correct_pairs.filter(pl.col("kind") == kind).height + correct_groups.filter(pl.col("kind") == kind).height
-        rows.append((kind, planted_n, reported_n, correct_n))
+    kind = pl.Enum([*KINDS, "other"])  # a million pair kinds as small codes, not strings
+    by_rule = pl.col("rule").replace_strict(KIND_OF_RULE, default="other")
+    pair_kind = pl.when(pl.col("rule") == "reference").then(
+        pl.when(pl.col("amount_delta_minor") == 0).then(pl.lit("exact")).otherwise(pl.lit("tolerance"))
+    ).otherwise(by_rule)
+    reported_pairs = result.pairs.select("left_id", "right_id", kind=pair_kind.cast(kind))
+    planted_pairs = dataset.truth_pairs.with_columns(pl.col("kind").cast(kind))
+    correct_pairs = reported_pairs.join(planted_pairs, on=["left_id", "right_id", "kind"], how="semi")
+    members = pl.col("many_ids").list.sort().cast(pl.List(pl.Utf8)).list.join(",")
+    reported_groups = result.groups.select("one_side", "one_id", members, kind=by_rule.cast(kind))
+    planted_groups = dataset.truth_groups.select("one_side", "one_id", members, pl.col("kind").cast(kind))
+    correct_groups = reported_groups.join(planted_groups, on=["one_side", "one_id", "many_ids", "kind"], how="semi")
+
+    def per_kind(*frames: pl.DataFrame) -> dict[str, int]:
+        counts = pl.concat([frame.select("kind") for frame in frames]).group_by("kind").len()
+        return dict(zip(counts.get_column("kind").cast(pl.Utf8).to_list(), counts.get_column("len").to_list()))
+
+    planted = per_kind(planted_pairs, planted_groups)
+    reported = per_kind(reported_pairs, reported_groups)
+    correct = per_kind(correct_pairs, correct_groups)
+    for name, found, truth in (
+        ("unmatched_left", result.unmatched_left.get_column("id"), dataset.missing_left),
+        ("unmatched_right", result.unmatched_right.get_column("id"), dataset.extra_right),
+    ):
+        planted[name], reported[name] = truth.len(), found.len()
+        correct[name] = int(found.is_in(truth.implode()).sum())
+    rows = [(name, planted.get(name, 0), reported.get(name, 0), correct.get(name, 0)) for name in KINDS]
     frame = pl.DataFrame(rows, schema={"kind": pl.Utf8, "planted": pl.Int64, "reported": pl.Int64, "correct": pl.Int64}, orient="row")
     return frame.with_columns(
         precision=pl.when(pl.col("reported") > 0).then(pl.col("correct") / pl.col("reported")).otherwise(1.0),
         recall=pl.when(pl.col("planted") > 0).then(pl.col("correct") / pl.col("planted")).otherwise(1.0),
     )
-
-
-def _semi_on_lists(frame: pl.DataFrame, other: pl.DataFrame, on: list[str]) -> pl.DataFrame:
-    """``frame.join(other, on=on, how="semi")`` where some keys are integer lists (joined as text)."""
-    def keyed(f: pl.DataFrame) -> pl.DataFrame:
-        return f.with_columns(pl.col("many_ids").cast(pl.List(pl.Utf8)).list.join(","))
-
-    return keyed(frame).join(keyed(other.select(on)), on=on, how="semi")
 
 
 def records_used_twice(result) -> int:  # noqa: ANN001

@@ -98,3 +98,29 @@ def test_result_frames_follow_the_published_schemas(result) -> None:  # noqa: AN
     assert result.summary.schema == SUMMARY_SCHEMA
     assert result.rule_stats.schema == RULE_STATS_SCHEMA
     assert result.unmatched_left.schema == RECORD_SCHEMA and result.unmatched_right.schema == RECORD_SCHEMA
+
+
+def test_evaluate_scores_a_perfect_answer_perfectly_and_a_mislabelled_one_as_wrong(generated: datagen.Dataset) -> None:
+    from types import SimpleNamespace
+
+    rule_of = {"exact": "reference", "tolerance": "reference", "discrepancy": "amount_discrepancy",
+               "keyless": "amount_date", "fuzzy": "fuzzy", "split_key": "group", "split_subset": "subset_sum"}
+    truth = generated.truth_pairs.join(generated.left.select(left_id="id", la="amount_minor"), on="left_id").join(
+        generated.right.select(right_id="id", ra="amount_minor"), on="right_id"
+    )
+    pairs = truth.select("left_id", "right_id", rule=pl.col("kind").replace_strict(rule_of),
+                         amount_delta_minor=pl.col("ra") - pl.col("la"))
+    groups = generated.truth_groups.select("one_side", "one_id", "many_ids", rule=pl.col("kind").replace_strict(rule_of))
+    perfect = SimpleNamespace(
+        pairs=pairs, groups=groups,
+        unmatched_left=generated.left.filter(pl.col("id").is_in(generated.missing_left.implode())),
+        unmatched_right=generated.right.filter(pl.col("id").is_in(generated.extra_right.implode())),
+    )
+    scores = datagen.evaluate(generated, perfect)
+    assert scores.get_column("kind").to_list() == list(datagen.KINDS)
+    assert scores.select(pl.col("precision").min(), pl.col("recall").min()).row(0) == (1.0, 1.0)
+    # the right pairs under the wrong rule are wrong: fuzzy pairs reported as keyless
+    mislabelled = SimpleNamespace(**{**vars(perfect), "pairs": pairs.with_columns(
+        rule=pl.when(pl.col("rule") == "fuzzy").then(pl.lit("amount_date")).otherwise(pl.col("rule")))})
+    wrong = {row["kind"]: row for row in datagen.evaluate(generated, mislabelled).iter_rows(named=True)}
+    assert wrong["fuzzy"]["recall"] == 0.0 and wrong["keyless"]["precision"] < 1.0
