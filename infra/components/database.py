@@ -105,6 +105,8 @@ class Database(Concern):
                 member_files={m: [self.conf(f"postgres/{m.removeprefix('postgres-')}/postgresql.conf")]
                               for m in lay.postgres_replicas()},
                 secret_files={lay.secret("pgpass"): "pgpass"},
+                # ops/ checks and repairs a replica as the superuser, through the socket
+                secret_env={"RECON_SUPERUSER_PASSWORD": "superuser_password"},
                 peers=[Edge("backend", pg.port), Edge("worker", pg.port), Edge("postgres", pg.port),
                        Edge("backup", pg.port)],
                 **common))

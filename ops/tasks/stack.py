@@ -51,7 +51,12 @@ def status(c, stack=None, json=False):
     """
     from infra.local.target import status_json
     spec = spec_of(stack)
-    rows = local_target(spec, "status").status()
+    if spec.target == "local":
+        rows = local_target(spec, "status").status()
+    else:
+        from ops import containers
+        with reported():
+            rows = containers.status(spec)
     if json:
         print(status_json(rows))
     else:

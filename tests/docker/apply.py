@@ -23,6 +23,7 @@ from __future__ import annotations
 import io
 import tarfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -105,6 +106,15 @@ class Harness:
             visit(name, ())
         return done
 
+    def waves(self, type_: str) -> list[list[Any]]:
+        """:meth:`ordered`, grouped: each wave depends only on earlier waves."""
+        level: dict[str, int] = {}
+        for rec in self.ordered(type_):
+            deps = [level[n] for t, n in map(_urn_key, rec.depends_on) if t == type_ and n in level]
+            level[rec.name] = 1 + max(deps, default=-1)
+        recs = {r.name: r for r in self.run.of_type(type_)}
+        return [[recs[n] for n in sorted(level) if level[n] == i] for i in range(max(level.values(), default=-1) + 1)]
+
     def check_types(self) -> None:
         known = {"docker:index/network:Network", "docker:index/volume:Volume", "docker:index/image:Image",
                  "docker:index/container:Container", *NOT_RUN_HERE, *COMPUTED}
@@ -129,8 +139,11 @@ class Harness:
             self._unresolved_images |= {rec.props["name"], remote_image_id(rec.name)}
             self.applied.skipped[rec.props["name"]] = NOT_RUN_HERE[rec.type]
         t = time.monotonic()
-        for rec in self.ordered("docker:index/container:Container"):
-            self.container(rec)
+        for wave in self.waves("docker:index/container:Container"):
+            # as the engine does: everything whose dependencies are done, at once
+            with ThreadPoolExecutor(max_workers=8) as pool:
+                for future in [pool.submit(self.container, rec) for rec in wave]:
+                    future.result()
         self.applied.seconds["containers"] = round(time.monotonic() - t, 1)
         self.applied.seconds["total"] = round(time.monotonic() - t0, 1)
         return self.applied
@@ -256,6 +269,19 @@ class Harness:
                 raise AssertionError(f"{container.name} is {state['Status']}/{health} (waited for healthy, like "
                                      f"pulumi-docker's wait):\n{logs}")
             time.sleep(0.5)
+
+    def save_inventory(self, path: Any) -> None:
+        """The program's ``inventory`` output, as `pulumi stack output --json --show-secrets
+        inventory > <state>/inventory.json` saves it (0600: it holds the DSNs)."""
+        import json
+        import os
+
+        from testing.pulumi_mocks import resolve
+        doc = resolve(self.run.stack.outputs["inventory"])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(doc, f, indent=1)
 
     # -- teardown ------------------------------------------------------------------------------
     def destroy(self, stack: str) -> None:

@@ -1,0 +1,162 @@
+"""Staging on a real Docker engine: images built here, the program applied as declared, the
+stack checked from outside as the local one is.
+
+The module builds every image the staging program declares (`fab images.build`'s code), creates
+the captured resources with tests/docker/apply.py, saves the program's inventory output and then
+runs the operator's commands against it. Marked ``docker``: without an engine the tests fail when
+CI=true (ops/docker-engine.sh starts one) and skip otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import ssl
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+REPO = Path(__file__).resolve().parents[2]
+FAB = str(Path(sys.executable).parent / "fab")
+ENV = {**os.environ, "RECON_NGINX__PUBLISH_ADDRESS": "127.0.0.1"}
+"""The staging stack publishes its edge on loopback here (nginx.publish_address)."""
+FIGURES: dict[str, float] = {}
+
+
+def _engine() -> bool:
+    try:
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=30).returncode == 0
+    except (FileNotFoundError, subprocess.TimeoutExpired):
+        return False
+
+
+@pytest.fixture(scope="module")
+def staging():
+    if not _engine():
+        msg = "no Docker engine answers: run `sh ops/docker-engine.sh` (make test does)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(msg)
+        pytest.skip(msg)
+    from infra.spec import load_spec
+    from ops import images
+    from testing.pulumi_mocks import run
+    from tests.docker.apply import Harness
+    saved = os.environ.get("RECON_NGINX__PUBLISH_ADDRESS")
+    os.environ["RECON_NGINX__PUBLISH_ADDRESS"] = "127.0.0.1"
+    try:
+        spec = load_spec("staging")
+    finally:
+        os.environ.pop("RECON_NGINX__PUBLISH_ADDRESS") if saved is None else os.environ.__setitem__(
+            "RECON_NGINX__PUBLISH_ADDRESS", saved)
+    t0 = time.monotonic()
+    report = images.build_all(spec, say=lambda m: print(m, flush=True))
+    FIGURES["images_s"] = round(time.monotonic() - t0, 1)
+    harness = Harness(run(spec, realistic=True), say=lambda m: print(m, flush=True))
+    harness.destroy(spec.name)
+    try:
+        applied = harness.apply()
+        FIGURES["up_s"] = applied.seconds["containers"]
+        harness.save_inventory(spec.state_path / "inventory.json")
+        yield spec, harness, applied, report
+    finally:
+        harness.destroy(spec.name)
+        (spec.state_path / "inventory.json").unlink(missing_ok=True)
+        print("\ndocker figures: " + json.dumps(FIGURES))
+
+
+def fab(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([FAB, *args], cwd=REPO, env=ENV, capture_output=True, text=True, timeout=timeout)
+
+
+def dexec(container: str, script: str, user: str | None = None) -> str:
+    argv = ["docker", "exec"] + (["-u", user] if user else []) + [container, "sh", "-c", script]
+    res = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, f"{container}: {script}: {res.stderr[-500:]}"
+    return res.stdout.strip()
+
+
+def test_status_is_green_and_names_what_does_not_run_here(staging):
+    res = fab("status", "--stack", "staging", "--json")
+    rows = {r["service"]: r for r in json.loads(res.stdout)}
+    assert res.returncode == 0, [r for r in rows.values() if r["healthy"] is False]
+    assert rows["postgres-primary"]["detail"].startswith("primary, 1 replica(s) streaming")
+    assert rows["postgres-replica-1"]["detail"] == "replica, wal receiver streaming"
+    assert {rows["grafana"]["state"], rows["jaeger"]["state"]} == {"NOT_AVAILABLE"}
+    _, _, applied, _ = staging
+    assert set(applied.skipped) >= {"recon-staging-grafana", "recon-staging-jaeger"}
+    assert len(applied.containers) >= 19
+
+
+def test_the_service_answers_through_nginx_over_tls(staging):
+    spec = staging[0]
+    token = dexec("recon-staging-backend-blue-1", "python -m app token create --role operator --name docker-test")
+    token = token.splitlines()[-1]
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE  # the program's self-signed staging certificate
+    with httpx.Client(base_url=f"https://127.0.0.1:{spec.nginx.https_port}", verify=ctx, timeout=10) as c:
+        assert c.get("/health").json() == {"status": "ok", "service": "nginx"}
+        created = c.post("/api/v1/reconciliations", json={"name": "on docker"},
+                         headers={"Authorization": f"Bearer {token}"})
+        assert created.status_code == 201, created.text
+        listed = c.get("/api/v1/reconciliations", headers={"Authorization": f"Bearer {token}"})
+        assert "on docker" in listed.text
+    cert = ssl.get_server_certificate(("127.0.0.1", spec.nginx.https_port))
+    assert "BEGIN CERTIFICATE" in cert  # a real certificate from the tls resources the program declares
+
+
+def test_replication_streams_and_the_replica_refuses_writes(staging):
+    psql = 'PGPASSWORD="$RECON_SUPERUSER_PASSWORD" psql -X -At -h /tmp -U postgres -d recon -c'
+    rows = dexec("recon-staging-postgres-primary", f"{psql} \"SELECT application_name, state FROM pg_stat_replication\"")
+    assert rows.endswith("|streaming")
+    refused = subprocess.run(["docker", "exec", "recon-staging-postgres-replica-1", "sh", "-c",
+                              f"{psql} \"CREATE TABLE nope (x int)\""], capture_output=True, text=True, timeout=60)
+    assert refused.returncode != 0 and "read-only transaction" in refused.stderr
+
+
+def test_sentinels_agree_on_one_master_with_quorum(staging):
+    answers = {dexec(f"recon-staging-sentinel-{i}", "redis-cli -p 26379 SENTINEL get-master-addr-by-name recon")
+               for i in (1, 2, 3)}
+    assert answers == {"redis-primary\n6379"}
+    assert dexec("recon-staging-sentinel-1", "redis-cli -p 26379 SENTINEL ckquorum recon").startswith("OK")
+
+
+def _pid1(host) -> tuple[str, int]:
+    """(command name, effective uid) of the container's main process, from /proc (the images
+    carry no ps, ss or netstat: nothing a service does not need)."""
+    status = dict(line.split(":", 1) for line in host.file("/proc/1/status").content_string.splitlines() if ":" in line)
+    return status["Name"].strip(), int(status["Uid"].split()[1])
+
+
+def test_containers_with_testinfra(staging):
+    """testinfra's docker backend, as against the local stack: processes, users, files."""
+    import testinfra
+    pg = testinfra.get_host("docker://recon-staging-postgres-primary")
+    assert _pid1(pg) == ("postgres", 10001), "the postmaster runs as the service user"
+    assert pg.run("pg_isready -q -h postgres-primary -p 5432").rc == 0  # on its network address
+    assert pg.file("/var/lib/postgresql/data/pgdata").mode == 0o700
+    nginx = testinfra.get_host("docker://recon-staging-nginx")
+    assert _pid1(nginx) == ("nginx", 10001), "nginx runs as the unprivileged service user"
+    assert nginx.file("/etc/recon/tls/server.key").mode == 0o600
+    app = testinfra.get_host("docker://recon-staging-backend-blue-1")
+    assert _pid1(app)[1] == 10001 and app.file("/srv/recon/app/__init__.py").exists
+    assert not app.file("/opt/venv/bin/pip").exists, "no package installer left in the app image"
+
+
+def test_the_app_image_holds_exactly_the_locked_versions(staging):
+    """One source of versions: requirements.lock's runtime closure is what the image has."""
+    from infra import images
+    ref = subprocess.run(["docker", "inspect", "--format", "{{.Config.Image}}", "recon-staging-backend-blue-1"],
+                         capture_output=True, text=True, timeout=30).stdout.strip()
+    script = ("import importlib.metadata as m, json; "
+              "print(json.dumps({d.metadata['Name'].lower().replace('_', '-'): d.version for d in m.distributions()}))")
+    res = subprocess.run(["docker", "run", "--rm", "--entrypoint", "python", ref, "-c", script],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    installed = json.loads(res.stdout)
+    locked = {line.split("==")[0]: line.split("==")[1].split()[0] for line in images.runtime_requirements()}
+    assert installed == locked
