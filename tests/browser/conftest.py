@@ -176,7 +176,16 @@ class Visit:
     shots: list[str] = field(default_factory=list)
 
     def goto(self, path: str) -> Any:
-        return self.page.goto(self.service.base + path)
+        """Navigate; once more if chromium saw the machine's network change (another user's docker
+        bridge coming up on a shared CI box aborts navigations with ERR_NETWORK_CHANGED)."""
+        from playwright.sync_api import Error
+
+        try:
+            return self.page.goto(self.service.base + path)
+        except Error as exc:
+            if "ERR_NETWORK_CHANGED" not in str(exc):
+                raise
+            return self.page.goto(self.service.base + path)
 
     def sign_in(self, role: str, *, check: bool = True) -> None:
         self.goto("/ui/signin")

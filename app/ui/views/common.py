@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlencode
@@ -17,6 +18,20 @@ from app.ui.session import UISession
 from app.web.services import Services
 
 PAGE_SIZES = (25, 50, 100, 200)
+
+
+CACHE_SECONDS = 3600
+
+
+def cached(request: Request, key: str, compute: Callable[[], Any]) -> Any:
+    """``compute()``'s JSON-able answer, cached in Redis under ``key`` (which must name the results'
+    version: a review or an upload changes it). Redis down: computed every time."""
+    services = svc(request)
+    found = services.cache.get_json(key)
+    if found is None:
+        found = compute()
+        services.cache.set_json(key, found, CACHE_SECONDS)
+    return found
 
 
 def ui_router() -> APIRouter:

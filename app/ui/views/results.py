@@ -12,7 +12,7 @@ from app.ui import api, queries
 from app.ui.render import page
 from app.ui.routing import signed_in
 from app.ui.session import UISession
-from app.ui.views.common import filters_from, page_size, svc, ui_router, url
+from app.ui.views.common import cached, filters_from, page_size, svc, ui_router, url
 
 router = ui_router()
 
@@ -43,7 +43,8 @@ def results(recon_id: int, request: Request, session: UISession = Depends(signed
         with api.reading(services, current) as conn:
             result = queries.result_page(conn, tab, run_id, recon_id, filters, after=params.get("after"),
                                          before=params.get("before"), limit=size)
-            counts = queries.tab_counts(conn, recon_id, run_id)
+            counts = cached(request, f"recon:ui:counts:{recon_id}:{current.version}",
+                            lambda: queries.tab_counts(conn, recon_id, run_id))
             rules = queries.rules_of_run(conn, run_id)
             fields = [r[0] for r in conn.execute("SELECT DISTINCT field FROM discrepancies WHERE run_id = %s "
                                                  "ORDER BY 1", (run_id,))] if tab.source == "discrepancies" else []

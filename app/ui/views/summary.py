@@ -4,6 +4,7 @@ matched-vs-unmatched chart over booking dates (cached in Redis per run and revie
 from __future__ import annotations
 
 import datetime as dt
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from fastapi import Depends, HTTPException, Request
@@ -14,7 +15,7 @@ from app.ui import api, chart, queries
 from app.ui.render import page
 from app.ui.routing import signed_in
 from app.ui.session import UISession
-from app.ui.views.common import svc, ui_router
+from app.ui.views.common import cached, svc, ui_router
 
 router = ui_router()
 
@@ -39,17 +40,22 @@ def _per_rule(summary: dict[str, Any], totals: list[dict[str, Any]]) -> list[dic
     return sorted(out, key=lambda r: order.index(r["rule"]) if r["rule"] in order else len(order))
 
 
-def _chart(request: Request, recon_id: int, current: Any, currency: str) -> chart.Chart:
-    """The chart's points, cached in Redis under the results' version (a review or upload changes it)."""
-    services = svc(request)
-    key = f"recon:ui:chart:{recon_id}:{current.version}:{currency}"
-    cached = services.cache.get_json(key)
-    if cached is None:
-        with api.reading(services, current) as conn:
-            points = queries.amounts_by_date(conn, recon_id, int(current.run_id), currency)
-        cached = [[d.isoformat(), m, u] for d, m, u in points]
-        services.cache.set_json(key, cached, 3600)
-    return chart.build([(dt.date.fromisoformat(d), m, u) for d, m, u in cached], currency)
+def _points(request: Request, recon_id: int, current: Any) -> dict[str, list[list[Any]]]:
+    """Every currency's chart points, cached under the results' version (a review or upload changes it)."""
+    def compute() -> dict[str, list[list[Any]]]:
+        with api.reading(svc(request), current) as conn:
+            found = queries.amounts_by_date(conn, recon_id, int(current.run_id))
+        return {c: [[d.isoformat(), m, u] for d, m, u in points] for c, points in found.items()}
+
+    return cached(request, f"recon:ui:chart:{recon_id}:{current.version}", compute)  # type: ignore[no-any-return]
+
+
+def _rule_totals(request: Request, recon_id: int, current: Any) -> list[dict[str, Any]]:
+    def compute() -> list[dict[str, Any]]:
+        with api.reading(svc(request), current) as conn:
+            return queries.rule_totals(conn, int(current.run_id or 0))
+
+    return cached(request, f"recon:ui:rules:{recon_id}:{current.version}", compute)  # type: ignore[no-any-return]
 
 
 @router.get("/reconciliations/{recon_id}/summary")
@@ -59,19 +65,23 @@ def summary(recon_id: int, request: Request, session: UISession = Depends(signed
     if rec["current_run_id"] is None:
         return page(request, "summary.html", rec=rec, summary=None, rules=[], chart=None, currencies=[],
                     currency=None)
-    data = api.summary(services, session.principal, recon_id)
-    currencies = sorted({a["currency"] for a in data["amounts"]},
-                        key=lambda c: -sum(a["count"] for a in data["amounts"] if a["currency"] == c))
+    current = api.current_results(services, recon_id)
+    # The API's live summary, the per-rule totals and the chart's points are independent reads:
+    # run them side by side (each on its own pooled connection), so a page right after a review
+    # costs the slowest of them, not their sum.
+    with ThreadPoolExecutor(3) as pool:
+        summary_f = pool.submit(api.summary, services, session.principal, recon_id)
+        rules_f = pool.submit(_rule_totals, request, recon_id, current)
+        points_f = pool.submit(_points, request, recon_id, current)
+        data, totals, points = summary_f.result(), rules_f.result(), points_f.result()
+    currencies = sorted(points, key=lambda c: -sum(a["count"] for a in data["amounts"] if a["currency"] == c))
     currency = request.query_params.get("currency") or (currencies[0] if currencies else "EUR")
     if currency not in CURRENCY_EXPONENTS:
         raise HTTPException(422, f"currency {currency!r} is not an ISO 4217 code; one of {', '.join(currencies)}")
-    current = api.current_results(services, recon_id)
-    with api.reading(services, current) as conn:
-        totals = queries.rule_totals(conn, int(current.run_id or 0))
     table = {}
     for a in data["amounts"]:
         row = table.setdefault((a["currency"], a["side"]), {"currency": a["currency"], "side": a["side"]})
         row[a["status"]] = a
-    return page(request, "summary.html", rec=rec, summary=data, rules=_per_rule(data, totals),
-                chart=_chart(request, recon_id, current, currency), currencies=currencies, currency=currency,
-                table=[table[k] for k in sorted(table)])
+    shown = chart.build([(dt.date.fromisoformat(d), m, u) for d, m, u in points.get(currency, [])], currency)
+    return page(request, "summary.html", rec=rec, summary=data, rules=_per_rule(data, totals), chart=shown,
+                currencies=currencies, currency=currency, table=[table[k] for k in sorted(table)])
