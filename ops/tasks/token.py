@@ -4,6 +4,7 @@ service's environment by hand. People sign in to the UI (``/ui``) with these tok
     fab token.create --role operator --name alice   the token, once, on stdout (nothing else there)
     fab token.list [--stack S]                      id, role, state, prefix, name; never a value
     fab token.revoke ID --yes                       revoke; its UI sessions end at once
+    fab token.first-admin                           the UI's address and the first admin token's file
 
 Where it runs: ``python -m app token ...`` (app/__main__.py), the service's own command.
 
@@ -189,4 +190,24 @@ def revoke(c, id, stack=None, yes=False, dry_run=False):  # type: ignore[no-unty
     guarded(go)
 
 
-token_ns = Collection("token", create, list_, revoke)
+def ui_address(spec) -> str:  # type: ignore[no-untyped-def]
+    """The UI's address through the stack's Nginx."""
+    if spec.nginx.tls:
+        return f"https://{spec.host}:{spec.nginx.https_port}/ui/"
+    return f"http://{spec.host}:{spec.nginx.http_port}/ui/"
+
+
+@task(name="first-admin", help={"stack": STACK_HELP})
+def first_admin(c, stack=None):  # type: ignore[no-untyped-def]
+    """Say where the UI is and where the first admin token is kept (created on first call; local target)."""
+    from ops.tasks.shared import local_target
+
+    spec = spec_of(stack)
+    target = local_target(spec, "token.first-admin")
+    path = guarded(lambda: first_admin_token(target))
+    print(f"UI:                {ui_address(spec)}")
+    print(f"first admin token: {path} (mode 0600; sign in with it, then give people their own: "
+          "fab token.create --role operator --name NAME)")
+
+
+token_ns = Collection("token", create, list_, revoke, first_admin)

@@ -135,4 +135,21 @@ def test_the_local_target_must_be_running(tmp_path: Path, monkeypatch: pytest.Mo
 
 
 def test_the_tasks_are_in_the_fab_collection_once_registered() -> None:
-    assert sorted(token_tasks.token_ns.task_names) == ["create", "list", "revoke"]
+    assert sorted(token_tasks.token_ns.task_names) == ["create", "first-admin", "list", "revoke"]
+
+
+def test_the_first_admin_token_is_kept_once_in_a_0600_file(staging: Path, tmp_path: Path,
+                                                            db: psycopg.Connection) -> None:
+    from infra.spec import load_spec
+
+    class Target:
+        root = tmp_path / "state"
+        spec = load_spec("staging")
+
+    path = token_tasks.first_admin_token(Target())
+    value = path.read_text().strip()
+    assert path == tmp_path / "state" / "secrets" / "admin-token" and value.startswith("rk_")
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert token_tasks.first_admin_token(Target()) == path and path.read_text().strip() == value, "created once"
+    assert db.execute("SELECT role FROM api_tokens WHERE name = 'first admin (make up)'").fetchall() == [("admin",)]
+    assert token_tasks.ui_address(Target.spec).endswith("/ui/")
