@@ -49,7 +49,7 @@ RECORDS_PROCESSED = Counter(
     "recon_records_processed_total", "Records fed through the matching engine.", registry=REGISTRY,
 )
 MATCH_RATE = Gauge(
-    "recon_match_rate", "Share of records matched (confirmed or suggested) in the last finished reconciliation.",
+    "recon_match_rate", "Share of records in a confirmed match in the last finished reconciliation (docs/engine.md).",
     registry=REGISTRY,
 )
 JOBS_CLAIMED = Counter(

@@ -106,7 +106,7 @@ def measure(client: httpx.Client, n: int) -> dict[str, float]:
     return {**reads, "total": t_done - t0, "upload": t_upload - t0, "parse": parse, "copy": store, "run": t_done - t_upload,
             "match": summary.get("match_seconds", 0.0), "job": summary.get("seconds", 0.0),
             "load": summary.get("load_seconds", 0.0), "store": summary.get("store_seconds", 0.0),
-            "rate": summary.get("match_rate_with_suggested", 0.0), "left_bytes": len(left), "right_bytes": len(right)}
+            "rate": summary.get("match_rate", 0.0), "left_bytes": len(left), "right_bytes": len(right)}
 
 
 def measure_reads(client: httpx.Client, recon: int) -> dict[str, float]:

@@ -41,6 +41,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from app.engine import match_rate
 from app.records import CURRENCY_EXPONENTS, from_minor
 
 STATISTICS_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -159,10 +160,8 @@ def summary(conn: psycopg.Connection, recon_id: int, run_id: int, review_version
         counts[f"{status}_{side}"] = counts.get(f"{status}_{side}", 0) + n
         amounts.append({"side": side, "currency": currency, "status": status, "count": n,
                         "amount_minor": int(total), "amount": money(int(total), currency)})
-    total_records = sum(n for _, _, _, n, _ in rows)
-    matched = sum(n for _, _, status, n, _ in rows if status in ("suggested", "confirmed"))
     return {"reconciliation_id": recon_id, "run_id": run_id, "review_version": review_version, "counts": counts,
-            "match_rate": round(matched / total_records, 6) if total_records else 1.0,
+            "match_rate": round(match_rate(counts), 6),  # one meaning: docs/engine.md
             "amounts": amounts, "discrepancies": dict(disc), "engine": engine}
 
 

@@ -28,6 +28,7 @@ cents in EUR but five yen in JPY and five fils (0.005) in KWD; set tolerances pe
 
 from __future__ import annotations
 
+from collections import Counter
 from decimal import Decimal
 from typing import Annotated, Literal, Union
 
@@ -273,8 +274,8 @@ class RuleSet(BaseModel):
     def _unique_labels(self) -> RuleSet:
         if not self.rules:
             raise ValueError("a rule set needs at least one rule")
-        labels = [rule.label for rule in self.rules]
-        dupes = sorted({label for label in labels if labels.count(label) > 1})
+        counts = Counter(rule.label for rule in self.rules)  # linear: a long list must not stall validation
+        dupes = sorted(label for label, n in counts.items() if n > 1)
         if dupes:
             raise ValueError(f"rule names must be unique, {dupes} repeat; set `name` on each")
         return self

@@ -240,7 +240,6 @@ def handle(ctx: JobContext) -> None:
     summary = {
         "counts": counts,
         "match_rate": round(result.match_rate, 6),
-        "match_rate_with_suggested": round(result.match_rate_with_suggested, 6),
         "pairs": result.pairs.height,
         "groups": result.groups.height,
         "discrepancies": result.discrepancies.height,
@@ -279,7 +278,7 @@ def handle(ctx: JobContext) -> None:
     metrics.RECONCILIATION_SECONDS.observe(elapsed)
     metrics.RECONCILIATIONS.labels("succeeded").inc()
     metrics.RECORDS_PROCESSED.inc(total)
-    metrics.MATCH_RATE.set(result.match_rate_with_suggested)
+    metrics.MATCH_RATE.set(result.match_rate)
     log.info("reconciliation stored", extra={"run_id": run_id, "records": total, "seconds": round(elapsed, 3),
                                              "match_rate": summary["match_rate"], "dry_run": dry_run})
 

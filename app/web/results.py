@@ -132,7 +132,7 @@ def summary(recon_id: int, svc: Services = Depends(services), _: Principal = Dep
         body, engine = stored.stored_summary(conn, results)
     if body is not None:
         return body
-    key = f"recon:summary:v2:{results.version}"
+    key = f"recon:summary:v3:{results.version}"  # v3: match_rate is the confirmed share (docs/engine.md)
     cached = svc.cache.get_json(key)
     if cached is not None:
         return cached
