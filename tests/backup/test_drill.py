@@ -232,13 +232,13 @@ def test_a_restore_that_cannot_recover_puts_everything_back_and_quotes_postgresq
     damaged = [p for repo in (1, 2) for p in _archived(spec, repo) if p.name.startswith(needed)]
     assert damaged
     originals = {p: p.read_bytes() for p in damaged}
-    for p, data in originals.items():
-        p.write_bytes(b"\0" * len(data))
+    for p, content in originals.items():
+        p.write_bytes(b"\0" * len(content))
     try:
         res = fab(env, "restore", "--yes", "--target-time", iso(target), check=False)
     finally:
-        for p, data in originals.items():
-            p.write_bytes(data)
+        for p, content in originals.items():
+            p.write_bytes(content)
     assert res.returncode == 1, res.stderr[-2000:]
     assert "previous data was put back" in res.stderr
     assert "PostgreSQL says:" in res.stderr and "FATAL" in res.stderr
