@@ -43,7 +43,11 @@ SLOT_PORT_OFFSET = {"blue": 0, "green": 100}
 """Local target: replica i of the blue slot listens on backend.port + i, of green on + 100 + i."""
 
 SECRET_WORDS = ("password", "secret", "token", "key", "cipher", "pass")
-"""Names that mark a value as a secret wherever names are checked (run log, --env, spec errors)."""
+"""Names that mark a value as a secret wherever names are checked (run log, --env, cron, spec errors)."""
+
+
+def is_secret_name(name: str) -> bool:
+    return any(w in name.lower() for w in SECRET_WORDS)
 
 
 def value(spec: Any, key: str) -> Any:

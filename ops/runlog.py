@@ -2,7 +2,7 @@
 ``--yes`` for destructive steps, and appends one JSON record per run to the run log
 (operator, time, task, arguments, each step's command, exit code and duration, outcome).
 
-    with Run(inventory, "restore", args, dry_run=..., yes=...) as run:
+    with Run(inventory.run_log, "restore", args, dry_run=..., yes=...) as run:
         run.step("stop the application", "supervisorctl stop backend-*", fn, destructive=True)
 
 A step's ``command`` is what the operator reads in the plan and the log; ``fn`` does it and
@@ -22,10 +22,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from infra.services import is_secret_name
 from ops.console import progress
 from ops.errors import NeedsConfirmation, StepFailed
-
-SECRET_WORDS = ("password", "secret", "token", "key", "cipher")
 
 
 @dataclass
@@ -83,7 +82,7 @@ class Run:
     def record(self) -> dict[str, Any]:
         return {
             "operator": _operator(), "host": socket.gethostname(), "task": self.task,
-            "args": {k: ("***" if any(w in k.lower() for w in SECRET_WORDS) else v)
+            "args": {k: ("***" if is_secret_name(k) else v)
                      for k, v in self.args.items()},
             "started_at": self.started, "duration_s": round(time.monotonic() - self.t0, 3),
             "dry_run": self.dry_run, "outcome": self.outcome, "notes": self.notes,

@@ -108,7 +108,6 @@ class ImportRejected(ImportFailed):
         super().__init__(f"{filename}: {len(self.problems)} problem(s): {shown}{more}")
 
 
-ImportError_ = ImportFailed  # kept until callers move
 
 
 class ColumnMapping(BaseModel):
@@ -339,7 +338,6 @@ def parse(
 __all__ = [
     "ColumnMapping",
     "FORMATS",
-    "ImportError_",
     "ImportFailed",
     "ImportOptions",
     "ImportRejected",

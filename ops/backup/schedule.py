@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from infra.render import render as render_template
-from infra.services import SECRET_WORDS
+from infra.services import is_secret_name
 from infra.spec import REPO_ROOT, StackSpec
 from ops.errors import BadInput
 
@@ -48,7 +48,7 @@ def stack_environment(environ: dict[str, str]) -> dict[str, str]:
     them, or they back up another stack (the file's, with the default state directory and
     ports). Secrets never go into a cron file: a stack that needs one there is refused."""
     env = {k: v for k, v in sorted(environ.items()) if k.startswith("RECON_") and k not in LOCAL_ONLY}
-    secret = [k for k in env if any(w in k.lower() for w in SECRET_WORDS)]
+    secret = [k for k in env if is_secret_name(k)]
     if secret:
         raise BadInput(f"this stack is defined with secret overrides in the environment ({', '.join(secret)}); "
                        "allowed: a schedule for a stack whose secrets live in its secrets store. Unset them, "

@@ -22,6 +22,7 @@ import time
 
 from invoke import task
 
+from infra.services import is_secret_name
 from ops.console import fail, progress
 from ops.errors import GateFailed
 from ops.runlog import Run
@@ -29,7 +30,6 @@ from ops.tasks.shared import STACK_HELP, release_session
 
 VERSION_RE = re.compile(r"^[A-Za-z0-9_.+-]{1,64}$")
 ENV_KEY_RE = re.compile(r"^RECON_[A-Z0-9_]{1,64}$")
-SECRET_WORDS = ("PASSWORD", "SECRET", "TOKEN", "KEY", "CIPHER", "URL")
 
 
 def _gate(run: Run, results) -> str:
@@ -113,7 +113,7 @@ def _parse_env(env: list[str] | None) -> dict[str, str]:
         key, sep, value = item.partition("=")
         if not sep or not ENV_KEY_RE.match(key):
             raise fail(f"--env {item!r}: expected RECON_NAME=value (names RECON_[A-Z0-9_]+)", code=2)
-        if any(w in key for w in SECRET_WORDS):
+        if is_secret_name(key) or "URL" in key:  # connection URLs carry credentials too
             raise fail(f"--env {key}: secrets and connection URLs do not go on a command line or into "
                        "release.json; the stack provides them", code=2)
         out[key] = value

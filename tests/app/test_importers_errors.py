@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 
-import app.importers as importers
 from app.importers import ImportFailed, ImportRejected, UnsupportedFormat
 
 INTERNALS = re.compile(r"object at 0x|Traceback|Error:|\[<class ")
@@ -27,6 +26,3 @@ def test_one_base_class_for_every_deliberate_error() -> None:
     assert issubclass(ImportRejected, ImportFailed)
     assert not issubclass(ImportFailed, ImportError)  # not the builtin raised by `import`
 
-
-def test_old_name_still_works_until_callers_move() -> None:
-    assert importers.ImportError_ is ImportFailed

@@ -4,7 +4,7 @@ service continuously, backup, more writes, the primary destroyed (kill -9, data 
 removed), restore to latest and to a marked time, markers asserted, pg_dumpall compared where
 nothing was written in between. Bad inputs end with a clear error and leave the stack as it was.
 
-The stack (ports +1000, state in .state/b5drill) is removed at the end. Figures (RPO, RTO)
+The stack (ports +1000, state in .state/restore-drill) is removed at the end. Figures (RPO, RTO)
 are printed; `make bench` measures the 1 GB case (benchmarks/bench_backup.py).
 """
 
@@ -31,7 +31,7 @@ FIGURES: dict[str, float] = {}
 
 @pytest.fixture(scope="module")
 def drill(sshd):
-    state = SCRATCH / "b5drill"
+    state = SCRATCH / "restore-drill"
     env = {**isolated_stack_env(state, 1000), **ssh_env(sshd),
            "RECON_POSTGRES__ARCHIVE_TIMEOUT_S": str(ARCHIVE_TIMEOUT_S)}
     if state.exists():
