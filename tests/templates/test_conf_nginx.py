@@ -154,9 +154,9 @@ def test_live_tls_health_headers_redirect_and_json_log(live_nginx):
             assert header in health.headers, header
         assert "server" not in health.headers or "nginx/" not in health.headers["server"]
 
-        redirect = c.get(f"{http}/api/x?y=1")
-        assert redirect.status_code == 301
-        assert redirect.headers["location"] == f"https://127.0.0.1:{spec.nginx.https_port}/api/x?y=1"
+        redirect = c.get(f"{http}/api/x?y=1", headers={"Host": "evil.example"})
+        assert redirect.status_code == 301  # to the configured name, whatever Host the client sent
+        assert redirect.headers["location"] == f"https://{spec.nginx.server_name}:{spec.nginx.https_port}/api/x?y=1"
 
         app = c.get(f"{https}/api/things", headers={"Accept-Encoding": "identity"})
         assert app.status_code == 200 and app.json() == {"slot": "blue", "path": "/api/things"}
@@ -225,3 +225,33 @@ def test_live_503_from_the_service_never_ejects_a_replica(live_nginx):
         served = [c.get(f"{https}/api/x").status_code for _ in range(10)]
     assert ready == [503] * 10
     assert served == [200] * 10
+
+
+@pytest.mark.parametrize("cipher,accepted", [
+    ("ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256", True),
+    ("ECDHE-RSA-AES128-SHA:ECDHE-ECDSA-AES128-SHA:AES128-SHA", False),   # CBC with SHA-1
+    ("AES128-GCM-SHA256:AES256-GCM-SHA384", False),                      # no forward secrecy
+    ("ECDHE-ECDSA-AES128-CCM:AES128-CCM", False),
+    ("ECDHE-ECDSA-CAMELLIA128-SHA256:ECDHE-ARIA128-GCM-SHA256", False),
+], ids=["gcm", "cbc-sha1", "rsa-kx", "ccm", "camellia-aria"])
+def test_live_tls12_offers_only_mozilla_intermediate_suites(live_nginx, cipher, accepted):
+    """A TLS 1.2 client offering only ``cipher`` gets a handshake exactly when Mozilla's
+    intermediate profile allows it (the same check as sslyze's cipher scan, one suite family each)."""
+    import socket
+    import ssl
+    _, https, _, _ = live_nginx({})
+    port = int(https.rsplit(":", 1)[1])
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    ctx.minimum_version = ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        ctx.set_ciphers(cipher)
+    except ssl.SSLError:
+        pytest.skip(f"this OpenSSL cannot offer {cipher}")
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        try:
+            with ctx.wrap_socket(raw) as tls:
+                got = tls.cipher()[0]
+        except ssl.SSLError:
+            got = None
+    assert (got is not None) == accepted, got
