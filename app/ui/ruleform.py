@@ -41,6 +41,8 @@ _HELP = {
     "date_window_days": "largest booking-date difference, in days",
     "status": "what the rule's matches start as: confirmed, or suggested for a person to review",
     "min_similarity": "0..1; text similarity a pair needs",
+    "on_ambiguity": "several candidates: suggest (best first, marked suggested), best first (keeps the status) "
+                    "or skip (left to later rules)",
 }
 
 
@@ -84,7 +86,17 @@ class RuleForm:
 
     @property
     def has_errors(self) -> bool:
-        return bool(self.errors or any(b.errors or any(w.error for w in b.widgets) for b in self.rules))
+        return bool(self.errors or self.invalid_rules)
+
+    @property
+    def invalid_rules(self) -> list[tuple[RuleBlock, list[str]]]:
+        """Each rule with a problem and its problems (``field: reason``), for the summary above the form."""
+        out = []
+        for b in self.rules:
+            found = list(b.errors) + [f"{w.label}: {w.error}" for w in b.widgets if w.error]
+            if found:
+                out.append((b, found))
+        return out
 
 
 def _widget_kind(info: FieldInfo) -> tuple[str, tuple[str, ...]]:
