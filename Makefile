@@ -38,6 +38,7 @@ up: deps venv
 	$(BIN)/fab up --stack $(STACK)
 	$(BIN)/fab status --stack $(STACK)
 	$(BIN)/fab demo --stack $(STACK)
+	$(BIN)/fab token.first-admin --stack $(STACK)
 
 demo: venv
 	$(BIN)/fab demo --stack $(STACK)

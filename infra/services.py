@@ -244,8 +244,9 @@ CATALOGUE: tuple[Service, ...] = (
     Service("prometheus", kind="prometheus", members=_one("prometheus"), stage=4, package="prometheus",
             binary="/usr/bin/prometheus",
             argv=("{bin}", "--config.file={conf:prometheus/prometheus.yml}", "--storage.tsdb.path={data}",
-                  "--storage.tsdb.retention.time={prometheus.retention_days}d", "--web.listen-address={listen}",
-                  "--web.enable-lifecycle"),
+                  "--storage.tsdb.retention.time={prometheus.retention_days}d", "--web.listen-address={listen}"),
+            # no --web.enable-lifecycle: /-/reload and /-/quit would answer anyone who reaches the
+            # port; config changes reload with SIGHUP (reload_signal), as releases do
             data="/prometheus", templates=("prometheus/prometheus.yml", "prometheus/rules/recon.rules.yml"),
             health="prometheus", reload_signal="HUP", ports=(PortDef("main", "prometheus.port"),),
             scrape="prometheus",

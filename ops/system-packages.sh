@@ -15,7 +15,7 @@ if [ -z "$PYTHON" ]; then
 fi
 SERVICES=$("$PYTHON" -m infra.services)
 TOOLS="postgresql-client-15 pgbackrest openssh-server openssh-client python3-venv python3-dev
-iproute2 curl ca-certificates debootstrap"
+iproute2 curl ca-certificates debootstrap chromium chromium-driver fonts-dejavu-core"
 PACKAGES="$SERVICES $TOOLS"
 missing=""
 for p in $PACKAGES; do

@@ -62,11 +62,13 @@ def prepare_dirs(layout: LocalLayout, who: RunAs) -> None:
     (root / "tls").chmod(0o700)
     for sub in ("data", "run", "log", "secrets", "tls"):
         who.chown(root / sub)
+    (root / "data").chmod(0o700)  # databases, caches, backups: the service user's alone
     for svc, member in services.members(layout.spec, "local"):
         if not svc.data or svc.kind == "postgres":  # PostgreSQL's own are made by initdb / pg_basebackup
             continue
         d = Path(layout.data(member.name))
         d.mkdir(exist_ok=True)
+        d.chmod(0o700)
         who.chown(d)
     for name in ("tls",):
         who.chown(root / name, recursive=True)

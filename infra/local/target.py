@@ -346,7 +346,8 @@ class LocalTarget:
 
     def _check_backend(self, p: Process, secrets) -> Health:
         code, body = http_get(f"http://{self.spec.host}:{p.port}/health")
-        return Health(code == 200, f"/health {code}")
+        ui, _ = http_get(f"http://{self.spec.host}:{p.port}/ui/health")
+        return Health(code == 200 and ui == 200, f"/health {code}, /ui/health {ui}")
 
     def _check_process(self, p: Process, secrets) -> Health:
         """No health endpoint (workers): the supervisor's state is the check."""
@@ -363,7 +364,10 @@ class LocalTarget:
         if code != 200:
             return Health(False, f"{scheme} /health {code}")
         code, _ = http_get(f"{scheme}://{self.spec.host}:{p.port}/nginx/upstream-health", cafile=self.cafile)
-        return Health(code == 200, f"{scheme} /health 200, backend via nginx {code}")
+        if code != 200:
+            return Health(False, f"{scheme} /health 200, backend via nginx {code}")
+        ui, _ = http_get(f"{scheme}://{self.spec.host}:{p.port}/ui/health", cafile=self.cafile)
+        return Health(ui == 200, f"{scheme} /health 200, backend via nginx 200, /ui/health {ui}")
 
     def _check_prometheus(self, p: Process, secrets) -> Health:
         code, _ = http_get(f"http://{self.spec.host}:{p.port}/-/ready")

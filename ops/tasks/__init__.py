@@ -2,7 +2,7 @@
 
 from invoke import Collection
 
-from ops.tasks import app, backup, db, images, release, stack
+from ops.tasks import app, backup, db, images, release, stack, token
 
 ns = Collection()
 for t in (stack.up, stack.down, stack.status, app.demo):
@@ -12,5 +12,6 @@ for t in (release.deploy, release.switch, release.canary, release.promote, relea
 ns.add_collection(Collection("db", db.failover, db.rebuild_replica))
 ns.add_collection(backup.backup_ns)
 ns.add_collection(images.images_ns)
+ns.add_collection(token.token_ns)
 for t in (backup.backups, backup.restore):
     ns.add_task(t)

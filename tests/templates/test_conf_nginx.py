@@ -255,3 +255,15 @@ def test_live_tls12_offers_only_mozilla_intermediate_suites(live_nginx, cipher, 
         except ssl.SSLError:
             got = None
     assert (got is not None) == accepted, got
+
+
+def test_live_ui_has_its_own_csp_and_the_api_keeps_its_own(live_nginx):
+    """/ui/ pages send their own policy (scripts and styles from 'self'); the API's
+    default-src 'none' must not be added on top, and the API keeps it."""
+    _, https, _, _ = live_nginx({})
+    with httpx.Client(verify=False, timeout=5) as c:
+        ui = c.get(f"{https}/ui/reconciliations")
+        api = c.get(f"{https}/api/things")
+    assert "content-security-policy" not in ui.headers
+    assert "strict-transport-security" in ui.headers and "x-request-id" in ui.headers
+    assert "default-src 'none'" in api.headers["content-security-policy"]
