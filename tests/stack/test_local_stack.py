@@ -122,7 +122,7 @@ def test_plain_http_redirects_to_https(running_stack):
     resp = requests.get(f"http://{spec.host}:{spec.nginx.http_port}/api/anything",
                         allow_redirects=False, timeout=5)
     assert resp.status_code == 301
-    assert resp.headers["Location"].startswith(f"https://{spec.host}:{spec.nginx.https_port}/")
+    assert resp.headers["Location"].startswith(f"https://{spec.nginx.server_name}:{spec.nginx.https_port}/")
 
 
 def test_prometheus_reports_every_scrape_target_up(running_stack):
