@@ -186,9 +186,16 @@ class NginxSpec(_Section):
 
 
 class AlertThresholds(_Section):
-    error_rate: float = Field(0.05, gt=0, lt=1, description="5xx share of requests (HighErrorRate)")
+    """The specification's three alerts by default: HighErrorRate (5xx share > 0.1 for 2m,
+    warning), HighResponseTime (p95 > 1 s for 2m, warning), DatabaseConnectionsHigh (> 0.8 of
+    max_connections for 2m, critical)."""
+
+    error_rate: float = Field(0.1, gt=0, lt=1, description="5xx share of requests (HighErrorRate)")
+    error_rate_for: str = Field("2m", pattern=r"^[1-9][0-9]*[smh]$", description="HighErrorRate's for:")
     p95_seconds: float = Field(1.0, gt=0, le=60, description="HighResponseTime")
+    p95_for: str = Field("2m", pattern=r"^[1-9][0-9]*[smh]$", description="HighResponseTime's for:")
     db_connections_ratio: float = Field(0.8, gt=0, le=1, description="of max_connections")
+    db_connections_for: str = Field("2m", pattern=r"^[1-9][0-9]*[smh]$", description="DatabaseConnectionsHigh's for:")
     replication_lag_seconds: int = Field(30, ge=1, le=3600)
     backup_max_age_hours: int = Field(26, ge=1, le=24 * 31)
 

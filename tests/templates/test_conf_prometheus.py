@@ -81,10 +81,20 @@ def test_required_alerts_exist(render_local):
 
 
 def test_promtool_tests_assume_the_default_thresholds():
-    """The static promtool tests encode these numbers; change both together."""
+    """The defaults are the specification's alerting rules (shared/specification.md, "Alerting
+    Rules": HighErrorRate > 0.1 for 2m, HighResponseTime p95 > 1 for 2m, DatabaseConnectionsHigh
+    > 0.8 for 2m); the static promtool tests encode them too: change all together."""
     assert AlertThresholds().model_dump() == {
-        "error_rate": 0.05, "p95_seconds": 1.0, "db_connections_ratio": 0.8,
+        "error_rate": 0.1, "error_rate_for": "2m", "p95_seconds": 1.0, "p95_for": "2m",
+        "db_connections_ratio": 0.8, "db_connections_for": "2m",
         "replication_lag_seconds": 30, "backup_max_age_hours": 26}
+
+
+@pytest.mark.parametrize("alert,severity", [("HighErrorRate", "warning"), ("HighResponseTime", "warning"),
+                                            ("DatabaseConnectionsHigh", "critical")])
+def test_the_specifications_alerts_keep_its_severity(render_local, alert, severity):
+    rules = {r["alert"]: r for g in yaml.safe_load(render_local().text(RULES))["groups"] for r in g["rules"]}
+    assert rules[alert]["labels"]["severity"] == severity and rules[alert]["for"] == "2m"
 
 
 def test_every_alert_has_firing_and_quiet_unit_tests(render_local):
