@@ -307,6 +307,9 @@ IMAGE_ENV: dict[str, tuple[str, ...]] = {
     "postgres-exporter": ("DATA_SOURCE_NAME", "DATA_SOURCE_URI", "DATA_SOURCE_USER", "DATA_SOURCE_PASS",
                           "DATA_SOURCE_PASS_FILE"),
     "redis-exporter": ("REDIS_ADDR", "REDIS_USER", "REDIS_PASSWORD", "REDIS_EXPORTER_"),
+    # ops/containers.py and the failover tasks run psql in the database containers (docker exec,
+    # kubectl exec) as the superuser, with the container's own RECON_SUPERUSER_PASSWORD
+    "postgres": ("RECON_SUPERUSER_PASSWORD",),
 }
 
 
