@@ -182,6 +182,9 @@ class NginxSpec(_Section):
     client_max_body_size_mib: int = Field(50, ge=1, le=4096)
     rate_limit: RateLimit = RateLimit()
     worker_connections: int = Field(1024, ge=64, le=65536)
+    upstream_max_fails: int = Field(3, ge=0, le=100, description="failed attempts that take a backend out of rotation")
+    upstream_fail_timeout_s: int = Field(5, ge=1, le=600,
+                                         description="for how long (and the window the failures are counted in)")
     resources: Resources = Resources(cpu_limit=0.5, memory_limit_mib=256, cpu_request=0.1, memory_request_mib=64)
 
 
@@ -210,7 +213,9 @@ class PrometheusSpec(_Section):
 
 class AlertmanagerSpec(_Section):
     port: Port = port(19093, "web")
-    webhook_url: str | None = Field(None, description="receiver for alerts; none = log only")
+    webhook_url: str | None = Field(None, pattern=r"^https?://",
+                                    description="receiver for alerts (a webhook); none = shown in Alertmanager only")
+    group_wait_s: int = Field(10, ge=0, le=600, description="wait this long to group a new alert before sending it")
 
 
 class ExportersSpec(_Section):

@@ -70,7 +70,7 @@ class LocalExecutor(Executor):
     def run(self, cmd, *, env=None, timeout=600, check=True, user=None) -> Result:
         import os
         line = _cmdline(cmd)
-        argv = ["bash", "-c", line]
+        argv = ["bash", "-c", f"umask 077; {line}"]  # what a task creates is the service user's alone
         who = user or self.user
         if who and who != _current_user():
             argv = ["runuser", "-u", who, "--", *argv]
@@ -108,7 +108,7 @@ class SshExecutor(Executor):
         import paramiko
         line = _cmdline(cmd)
         who = user or self.user
-        remote = line
+        remote = f"umask 077; {line}"
         if env:
             # exported inside the remote shell, so values never appear in a process list as argv
             exports = "; ".join(f"export {k}={shlex.quote(v)}" for k, v in env.items())

@@ -63,6 +63,8 @@ def prepare_dirs(layout: LocalLayout, who: RunAs) -> None:
     for sub in ("data", "run", "log", "secrets", "tls"):
         who.chown(root / sub)
     (root / "data").chmod(0o700)  # databases, caches, backups: the service user's alone
+    for sub in ("data", "secrets", "tls"):
+        close_to_others(root / sub)
     for svc, member in services.members(layout.spec, "local"):
         if not svc.data or svc.kind == "postgres":  # PostgreSQL's own are made by initdb / pg_basebackup
             continue
@@ -72,6 +74,22 @@ def prepare_dirs(layout: LocalLayout, who: RunAs) -> None:
         who.chown(d)
     for name in ("tls",):
         who.chown(root / name, recursive=True)
+
+
+def close_to_others(top: Path) -> None:
+    """Clear the 'other' permission bits below ``top`` (state written before the services ran with
+    umask 077, or by a tool run with a looser one); symlinks are left alone."""
+    import os
+    import stat
+    for dirpath, dirnames, filenames in os.walk(top):
+        for name in [*dirnames, *filenames]:
+            path = os.path.join(dirpath, name)
+            try:
+                mode = os.lstat(path).st_mode
+                if not stat.S_ISLNK(mode) and mode & 0o007:
+                    os.chmod(path, stat.S_IMODE(mode) & ~0o007)
+            except FileNotFoundError:
+                continue  # a service removed it meanwhile
 
 
 def write_credentials(spec: StackSpec, layout: LocalLayout, secrets: dict, who: RunAs) -> None:
