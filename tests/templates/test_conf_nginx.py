@@ -92,7 +92,8 @@ class _Slot(BaseHTTPRequestHandler):
     slot = "?"
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's API
-        body = json.dumps({"slot": self.slot, "path": self.path}).encode()
+        body = json.dumps({"slot": self.slot, "path": self.path,
+                           "forwarded_for": self.headers.get("X-Forwarded-For")}).encode()
         # as the service answers /ready while Redis fails over: on purpose, not a broken replica
         self.send_response(503 if self.path == "/ready" else 200)
         self.send_header("Content-Type", "application/json")
@@ -159,7 +160,7 @@ def test_live_tls_health_headers_redirect_and_json_log(live_nginx):
         assert redirect.headers["location"] == f"https://{spec.nginx.server_name}:{spec.nginx.https_port}/api/x?y=1"
 
         app = c.get(f"{https}/api/things", headers={"Accept-Encoding": "identity"})
-        assert app.status_code == 200 and app.json() == {"slot": "blue", "path": "/api/things"}
+        assert app.status_code == 200 and app.json()["slot"] == "blue" and app.json()["path"] == "/api/things"
         assert app.headers["x-request-id"]
         assert c.get(f"{https}/metrics").status_code == 404
         assert c.get(f"{https}/nginx/upstream-health").json()["slot"] == "blue"
@@ -267,3 +268,12 @@ def test_live_ui_has_its_own_csp_and_the_api_keeps_its_own(live_nginx):
     assert "content-security-policy" not in ui.headers
     assert "strict-transport-security" in ui.headers and "x-request-id" in ui.headers
     assert "default-src 'none'" in api.headers["content-security-policy"]
+
+
+def test_live_client_cannot_choose_its_forwarded_address(live_nginx):
+    """The service's per-client throttles key on X-Forwarded-For: Nginx must send the address it
+    saw, whatever the client claims."""
+    _, https, _, _ = live_nginx({})
+    with httpx.Client(verify=False, timeout=5) as c:
+        got = c.get(f"{https}/api/x", headers={"X-Forwarded-For": "203.0.113.7"}).json()
+    assert got["forwarded_for"] == "127.0.0.1"
