@@ -85,7 +85,6 @@ def _cmd_token(args: argparse.Namespace) -> int:
             conn.execute("INSERT INTO audit_log (actor, action, entity, entity_id) VALUES "
                          "('cli', 'token.revoke', 'api_token', %s)", (str(args.id),))
             conn.commit()
-            _forget_cached_tokens(settings)
             print(f"token {args.id} revoked")
         else:  # list
             rows = conn.execute("SELECT id, name, role, prefix, created_at, revoked_at, last_used_at "
@@ -94,22 +93,6 @@ def _cmd_token(args: argparse.Namespace) -> int:
                 state = "revoked" if r[5] else "active"
                 print(f"{r[0]}\t{r[2]}\t{state}\t{r[3]}...\t{r[1]}\tcreated {r[4]:%Y-%m-%d %H:%M}")
     return 0
-
-
-def _forget_cached_tokens(settings) -> None:  # type: ignore[no-untyped-def]
-    from app.cache import Cache
-
-    cache = Cache(settings)
-    try:
-        if cache.client is not None:
-            keys = list(cache.client.scan_iter("recon:token:*", count=500))
-            if keys:
-                cache.client.delete(*keys)
-    except Exception as exc:  # noqa: BLE001 - best effort; cached entries expire on their own
-        print(f"warning: could not clear cached tokens ({exc}); they expire within "
-              f"{settings.token_cache_seconds}s", file=sys.stderr)
-    finally:
-        cache.close()
 
 
 def _require_schema(conn) -> None:  # type: ignore[no-untyped-def]

@@ -5,10 +5,9 @@ Roles are ordered: ``viewer`` (read) < ``operator`` (upload, run, review) < ``ad
 (tokens, deletion). A token is ``rk_`` + 43 url-safe characters (256 bits), so an unsalted
 SHA-256 is enough: the hash cannot be brute-forced and lookups stay one indexed equality.
 
-Traps: the plain token is shown once by ``python -m app token create`` and never stored.
-Token lookups are cached in Redis for ``RECON_TOKEN_CACHE_SECONDS`` keyed by the hash, so a
-revocation takes effect after at most that long unless the cache entry is deleted
-(``token revoke`` and ``DELETE /api/v1/tokens/{id}`` delete it).
+Traps: the plain token is shown once by ``python -m app token create`` and never stored. Token
+look-ups are never cached in Redis (a writable Redis would otherwise grant any role): each
+request asks PostgreSQL, so a revocation, however made, holds on the next request.
 """
 
 from __future__ import annotations

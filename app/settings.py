@@ -75,7 +75,6 @@ class Settings(BaseSettings):
     log_json: bool = True
 
     rate_limit_per_minute: int = Field(default=1200, ge=0, description="Per token; 0 disables.")
-    token_cache_seconds: int = Field(default=30, ge=0)
     auth_failures_per_minute: int = Field(default=60, ge=0, description="Per client address: unknown "
                                           "tokens beyond this get 429 instead of a database look-up; 0 disables.")
 

@@ -7,9 +7,8 @@ hash), the session's CSRF token and when it was created and last seen. So:
 * **Idle expiry**: the Redis key expires ``idle_seconds`` after the last request (refreshed at
   most once a ``refresh_seconds``); **absolute expiry**: ``absolute_seconds`` after sign-in.
 * **Sign-out** deletes the key: a copied cookie is worthless afterwards.
-* **Revocation**: every request checks the token is still active, through the same Redis entry
-  the API's bearer check uses (``recon:token:<sha256>``, deleted by ``token revoke``), else
-  PostgreSQL; a revoked token ends its sessions at once.
+* **Revocation**: every request checks in PostgreSQL that the token is still active, as the API's
+  bearer check does; a revoked token ends its sessions on the next request, however revoked.
 * **CSRF**: every form carries the session's token (htmx sends it as ``X-CSRF-Token``); the
   sign-in form, which has no session yet, uses a double-submit cookie (``__Host-recon-signin``).
 
@@ -150,11 +149,6 @@ class SessionStore:
         return True
 
 
-def token_cache_key(token_sha256: str) -> str:
-    """The API's cache entry for a token (app.web.deps); revocation deletes it."""
-    return f"recon:token:{token_sha256}"
-
-
 def sign_in(svc: Services, token: str) -> tuple[Principal, str] | None:
     """``(principal, token hash)`` for an active API token, else ``None``. Marks it used."""
     with svc.require_db().primary() as conn:
@@ -165,16 +159,8 @@ def sign_in(svc: Services, token: str) -> tuple[Principal, str] | None:
 
 
 def still_active(svc: Services, session: UISession) -> bool:
-    """The session's token is not revoked (the API's token cache first, then PostgreSQL)."""
-    key = token_cache_key(session.token_sha256)
-    if svc.settings.token_cache_seconds and svc.cache.get_json(key):
-        return True
+    """The session's token is not revoked: asked of PostgreSQL on every request (never Redis)."""
     with svc.require_db().primary() as conn:
-        row = conn.execute("SELECT id, name, role FROM api_tokens WHERE token_sha256 = %s AND revoked_at IS NULL",
+        row = conn.execute("SELECT 1 FROM api_tokens WHERE token_sha256 = %s AND revoked_at IS NULL",
                            (session.token_sha256,)).fetchone()
-    if row is None:
-        return False
-    if svc.settings.token_cache_seconds:
-        svc.cache.set_json(key, auth.principal_to_json(Principal(int(row[0]), row[1], row[2])),
-                           svc.settings.token_cache_seconds)
-    return True
+    return row is not None

@@ -54,7 +54,6 @@ def revoke(token_id: int, request: Request, svc: Services = Depends(services),
         if row is None:
             raise HTTPException(404, f"no active token with id {token_id}")
         audit(conn, request, who, "token.revoke", "api_token", token_id, before={"name": row[1], "role": row[2]})
-    svc.cache.delete(f"recon:token:{row[0]}")
     return Response(status_code=204)
 
 

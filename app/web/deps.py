@@ -74,31 +74,28 @@ def _bearer(request: Request) -> str:
 
 
 def current_principal(request: Request, svc: Services = Depends(services)) -> Principal:
-    """Resolve the bearer token (Redis cache, then PostgreSQL) and apply the per-token rate limit."""
+    """Resolve the bearer token in PostgreSQL, every request, and apply the per-token rate limit.
+
+    Never from Redis: anyone who can write to Redis could plant an entry granting any role, and
+    a revocation made straight in the database must hold on the next request. The look-up is
+    one indexed equality on the primary."""
     token = _bearer(request)
-    digest = auth.hash_token(token)
-    key = f"recon:token:{digest}"
-    cached = svc.cache.get_json(key) if svc.settings.token_cache_seconds else None
-    if cached:
-        principal = Principal(int(cached["token_id"]), cached["name"], cached["role"])
-    else:
-        client = request.client.host if request.client else "unknown"
-        limit = svc.settings.auth_failures_per_minute
-        if limit and svc.cache.peek_rate_limit(f"authfail:{client}", limit):
-            raise HTTPException(429, f"too many requests with unknown tokens from {client}; retry in a minute",
-                                headers={"Retry-After": "60"})
-        db = svc.require_db()
-        with db.primary() as conn:
-            found = auth.lookup(conn, token)
-            if found is not None:
-                conn.execute("UPDATE api_tokens SET last_used_at = now() WHERE id = %s", (found.token_id,))
-        if found is None:
-            if limit:
-                svc.cache.hit_rate_limit(f"authfail:{client}", limit)
-            raise HTTPException(401, "unknown or revoked API token", headers={"WWW-Authenticate": "Bearer"})
-        principal = found
-        if svc.settings.token_cache_seconds:
-            svc.cache.set_json(key, auth.principal_to_json(principal), svc.settings.token_cache_seconds)
+    client = request.client.host if request.client else "unknown"
+    limit = svc.settings.auth_failures_per_minute
+    if limit and svc.cache.peek_rate_limit(f"authfail:{client}", limit):
+        raise HTTPException(429, f"too many requests with unknown tokens from {client}; retry in a minute",
+                            headers={"Retry-After": "60"})
+    db = svc.require_db()
+    with db.primary() as conn:
+        found = auth.lookup(conn, token)
+        if found is not None:  # at most one write a minute per token, not one per request
+            conn.execute("UPDATE api_tokens SET last_used_at = now() WHERE id = %s AND "
+                         "(last_used_at IS NULL OR last_used_at < now() - interval '1 minute')", (found.token_id,))
+    if found is None:
+        if limit:
+            svc.cache.hit_rate_limit(f"authfail:{client}", limit)
+        raise HTTPException(401, "unknown or revoked API token", headers={"WWW-Authenticate": "Bearer"})
+    principal = found
     allowed, retry_after = svc.cache.hit_rate_limit(f"token:{principal.token_id}", svc.settings.rate_limit_per_minute)
     if not allowed:
         raise HTTPException(429, f"rate limit of {svc.settings.rate_limit_per_minute} requests per minute "

@@ -38,3 +38,44 @@ def test_no_state_file_is_readable_by_others(running_stack):
                 if mode & (stat.S_IROTH | stat.S_IWOTH):
                     loose.append(f"{path} {stat.filemode(mode)}")
     assert loose == []
+
+
+def _api(running_stack, token: str) -> int:
+    spec = running_stack.spec
+    return httpx.get(f"https://{spec.host}:{spec.nginx.https_port}/api/v1/whoami", timeout=5,
+                     headers={"Authorization": f"Bearer {token}"}, verify=running_stack.cafile).status_code
+
+
+def test_a_forged_redis_entry_grants_nothing(running_stack, layout):
+    """Before: SET recon:token:<sha256 of any string> '{...,"role":"admin"}' made that string an
+    admin token. The bearer check never reads Redis now."""
+    import hashlib
+    import json
+
+    import redis
+    forged = "rk_forged-" + os.urandom(8).hex()
+    r = redis.Redis(host=running_stack.spec.host, port=layout.endpoint("redis-primary").port,
+                    **running_stack.redis_auth("app"))
+    key = f"recon:token:{hashlib.sha256(forged.encode()).hexdigest()}"
+    r.set(key, json.dumps({"token_id": 1, "name": "x", "role": "admin"}), ex=60)
+    try:
+        assert _api(running_stack, forged) == 401
+    finally:
+        r.delete(key)
+
+
+def test_a_revocation_made_in_the_database_holds_on_the_next_request(running_stack, secrets):
+    import subprocess
+    import sys
+
+    from infra.local.bootstrap import superuser_conn
+    env = {**os.environ, **running_stack.app_env()}
+    res = subprocess.run([sys.executable, "-m", "app", "token", "create", "--role", "viewer", "--name", "probe"],
+                         env=env, capture_output=True, text=True, timeout=60)
+    token = res.stdout.strip().splitlines()[-1]
+    assert _api(running_stack, token) == 200
+    with superuser_conn(running_stack.spec, running_stack.layout, secrets,
+                        dbname=running_stack.spec.postgres.database) as conn:
+        conn.execute("UPDATE api_tokens SET revoked_at = now() WHERE token_sha256 = encode(sha256(%s::bytea), 'hex')",
+                     (token,))
+    assert _api(running_stack, token) == 401
