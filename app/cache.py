@@ -51,10 +51,10 @@ class Cache:
                 sentinel_kwargs["password"] = settings.redis_sentinel_password.get_secret_value()
             self._sentinel = Sentinel(settings.sentinel_addresses, sentinel_kwargs=sentinel_kwargs,
                                       socket_timeout=timeout, socket_connect_timeout=timeout, password=password,
-                                      **no_retry)
+                                      username=settings.redis_username, **no_retry)
             self.client: redis.Redis | None = self._sentinel.master_for(
                 settings.redis_master_name, socket_timeout=timeout, socket_connect_timeout=timeout,
-                password=password, retry_on_timeout=False, **no_retry,
+                username=settings.redis_username, password=password, retry_on_timeout=False, **no_retry,
             )
             self.where = f"sentinel master {settings.redis_master_name!r} via {settings.redis_sentinels}"
         elif settings.redis_url is not None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import re
+from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -57,8 +58,11 @@ class Settings(BaseSettings):
 
     redis_sentinels: str | None = Field(default=None, description='"host:port,host:port,..."')
     redis_master_name: str = "mymaster"
+    redis_username: str | None = Field(default=None, description="Redis ACL user (none: the default user)")
     redis_password: SecretStr | None = None
+    redis_password_file: Path | None = Field(default=None, description="file holding the Redis password (0600)")
     redis_sentinel_password: SecretStr | None = None
+    redis_sentinel_password_file: Path | None = Field(default=None, description="file holding the Sentinels' password")
     redis_url: SecretStr | None = Field(default=None, description="Alternative to Sentinel: redis://...")
     redis_socket_timeout: float = Field(default=1.0, gt=0)
 
@@ -111,6 +115,19 @@ class Settings(BaseSettings):
                     f"(expected e.g. '127.0.0.1:26379,127.0.0.1:26380')"
                 )
         return value
+
+    @model_validator(mode="after")
+    def _read_password_files(self) -> "Settings":
+        """``*_PASSWORD_FILE`` settings: the secret stays out of the process environment."""
+        for name in ("redis_password", "redis_sentinel_password"):
+            path = getattr(self, f"{name}_file")
+            if path is not None and getattr(self, name) is None:
+                try:
+                    value = Path(path).read_text().strip()
+                except OSError as exc:
+                    raise ValueError(f"RECON_{name.upper()}_FILE={path}: cannot read it ({exc.strerror})") from None
+                object.__setattr__(self, name, SecretStr(value))
+        return self
 
     @model_validator(mode="after")
     def _check_pool(self) -> "Settings":

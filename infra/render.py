@@ -48,6 +48,9 @@ class RenderContext:
     postgres_primary: str = PG_PRIMARY
     """The PostgreSQL node that holds the primary role now (after a failover, a former replica):
     pgBackRest backs up and archives from it."""
+    redis_acl: bool = False
+    """Redis reads its users from an ACL file and its replication credentials from an include,
+    both 0600 files the target writes under ``layout.secret`` (the local target)."""
 
 
 @functools.lru_cache(maxsize=1)

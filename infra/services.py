@@ -227,6 +227,8 @@ CATALOGUE: tuple[Service, ...] = (
     Service("redis-exporter", kind="exporter", members=_stateless("redis-exporter"), stage=3,
             package="prometheus-redis-exporter", binary="/usr/bin/prometheus-redis-exporter",
             argv=("{bin}", "-redis.addr", "redis://{endpoint:redis-primary}", "-web.listen-address", "{listen}"),
+            # its own ACL user (local target; the container targets still use one requirepass)
+            env=(("REDIS_USER", "exporter"), ("REDIS_PASSWORD_FILE", "{secret:redis-exporter.json}")),
             health="exporter", ports=(PortDef("main", "exporters.redis_port"),), scrape="redis",
             connects_to=(Connection(REDIS_PRIMARY),)),
     Service("node-exporter", kind="exporter", members=_stateless("node-exporter"), stage=3,

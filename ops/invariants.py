@@ -155,7 +155,7 @@ def one_redis_master(target: Any) -> Finding:
     for node in _running(target, "redis"):
         port = target.layout.endpoint(node).port
         try:
-            role = redis.Redis(host=host, port=port, socket_timeout=2, **target.redis_auth("app")
+            role = redis.Redis(host=host, port=port, socket_timeout=2, **target.redis_auth("ops")
                                ).info("replication")["role"]
         except redis.RedisError as exc:
             errors.append(f"{node}: {exc}")

@@ -236,7 +236,7 @@ def _redis(target) -> Verdict:
     import redis
     master = target.sentinels_master() or (target.spec.host, target.layout.endpoint("redis-primary").port)
     try:
-        r = redis.Redis(host=master[0], port=master[1], socket_timeout=2, **target.redis_auth("app"))
+        r = redis.Redis(host=master[0], port=master[1], socket_timeout=2, **target.redis_auth("ops"))
         t0 = time.monotonic()
         r.ping()
         ping_ms = (time.monotonic() - t0) * 1000

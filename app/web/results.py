@@ -37,7 +37,7 @@ from app.db import Database
 from app.db import results as stored
 from app.db.results import Results, money
 from app.records import CURRENCY_EXPONENTS
-from app.web import xlsx
+import app.web.xlsx as xlsx
 from app.web.deps import content_disposition, error, require, services
 from app.web.services import Services
 

@@ -92,8 +92,50 @@ def close_to_others(top: Path) -> None:
                 continue  # a service removed it meanwhile
 
 
+REDIS_USERS: dict[str, str] = {
+    # consumer -> what it may do (Redis ACL rules); everything else, and the default user, is refused
+    "app": "~recon:* resetchannels -@all +get +set +del +eval +incr +expire +ping",
+    "replication": "resetkeys resetchannels -@all +psync +replconf +ping",
+    "sentinel": "allchannels -@all +multi +slaveof +replicaof +ping +exec +subscribe +config|rewrite +role "
+                "+publish +info +client|setname +client|kill +script|kill",
+    "exporter": "allkeys resetchannels -@all +client +ping +info +config|get +cluster|info +slowlog +latency "
+                "+memory +select +get +scan +xinfo +type +pfcount +strlen +llen +scard +zcard +hlen +xlen +eval",
+    # config|set: a backup pauses AOF rewrites while it copies the files
+    "ops": "resetkeys resetchannels -@all +ping +info +role +bgsave +lastsave +config|get +config|set",
+}
+
+
+def redis_secret_files(spec: StackSpec, layout: LocalLayout, secrets: dict) -> dict[str, str]:
+    """The Redis users (hashed), the replication credentials, and each consumer's password file."""
+    def pw(consumer: str) -> str:
+        return secrets[f"redis_{consumer}"].get_secret_value()
+    acl = ["user default off"] + [f"user {name} on #{hashlib.sha256(pw(name).encode()).hexdigest()} {rules}"
+                                  for name, rules in REDIS_USERS.items()]
+    nodes = [services.REDIS_PRIMARY, *layout.redis_replicas()]
+    exporter = {f"redis://{layout.endpoint(n)}": pw("exporter") for n in nodes}
+    import json
+    return {
+        "redis-users.acl": "\n".join(acl) + "\n",
+        "redis-replication.conf": f"masteruser replication\nmasterauth {pw('replication')}\n",
+        "redis-app-password": pw("app"),
+        "redis-ops-password": pw("ops"),
+        "redis-exporter.json": json.dumps(exporter),
+        "sentinel-password": secrets["sentinel_auth"].get_secret_value(),
+    }
+
+
+def sentinel_secret_lines(spec: StackSpec, secrets: dict) -> str:
+    """What a Sentinel's working config adds to the rendered one: its own password (asked of
+    clients and of the other Sentinels) and the user it logs in to Redis as."""
+    name = spec.redis.sentinel.master_name
+    sentinel_pw = secrets["sentinel_auth"].get_secret_value()
+    return (f"requirepass {sentinel_pw}\nsentinel sentinel-pass {sentinel_pw}\n"
+            f"sentinel auth-user {name} sentinel\nsentinel auth-pass {name} {secrets['redis_sentinel'].get_secret_value()}\n")
+
+
 def write_credentials(spec: StackSpec, layout: LocalLayout, secrets: dict, who: RunAs) -> None:
-    """pgpass for libpq clients (app, replicas, tools) and the exporter's password file."""
+    """pgpass for libpq clients (app, replicas, tools), the exporter's password file, and the
+    Redis users and password files (0600, owned by the service user)."""
     pg = spec.postgres
     lines = []
     for proc in layout.postgres_nodes():
@@ -103,8 +145,9 @@ def write_credentials(spec: StackSpec, layout: LocalLayout, secrets: dict, who: 
                   f"{ep.host}:{ep.port}:*:postgres:{secrets['postgres_superuser'].get_secret_value()}",
                   f"{ep.host}:{ep.port}:*:exporter:{secrets['postgres_exporter'].get_secret_value()}"]
     sdir = layout.root / "secrets"
-    for name, content in (("pgpass", "\n".join(lines) + "\n"),
-                          ("exporter-password", secrets["postgres_exporter"].get_secret_value())):
+    files = {"pgpass": "\n".join(lines) + "\n", "exporter-password": secrets["postgres_exporter"].get_secret_value(),
+             **redis_secret_files(spec, layout, secrets)}
+    for name, content in files.items():
         write_secret_file(sdir / name, content)
         who.chown(sdir / name)
     (sdir / "secrets.json").exists() and who.chown(sdir / "secrets.json")
@@ -238,14 +281,16 @@ def strip_recovery_targets(auto_conf: Path) -> bool:
     return False
 
 
-def sync_working_config(rendered: Path, working: Path, who: RunAs) -> bool:
+def sync_working_config(rendered: Path, working: Path, who: RunAs, extra: str = "") -> bool:
     """Copy a rendered Redis/Sentinel config into the process's data dir when the rendered file
-    changed since the last copy (Sentinel and Redis rewrite their working copy at failover)."""
-    digest = hashlib.sha256(rendered.read_bytes()).hexdigest()
+    (or ``extra``, secret lines a Sentinel adds) changed since the last copy (Sentinel and Redis
+    rewrite their working copy at failover)."""
+    digest = hashlib.sha256(rendered.read_bytes() + extra.encode()).hexdigest()
     marker = working.with_name(working.name + ".source-sha256")
     if working.exists() and marker.exists() and marker.read_text() == digest:
         return False
-    shutil.copyfile(rendered, working)
+    working.write_bytes(rendered.read_bytes() + extra.encode())
+    working.chmod(0o600)
     marker.write_text(digest)
     who.chown(working)
     who.chown(marker)

@@ -72,8 +72,12 @@ def app_env(spec: StackSpec, layout: LocalLayout, slot: str | None = None) -> di
         readers = ",".join(str(layout.endpoint(p)) for p in [*layout.postgres_replicas(), PG_PRIMARY])
         env["RECON_DATABASE_REPLICA_URL"] = (f"postgresql://{pg.user}@{readers}/{pg.database}"
                                              "?target_session_attrs=prefer-standby")
+    # the service's own Redis ACL user; passwords in 0600 files, never in the environment
+    env["RECON_REDIS_USERNAME"] = "app"
+    env["RECON_REDIS_PASSWORD_FILE"] = layout.secret("redis-app-password")
     if layout.sentinels():
         env["RECON_REDIS_SENTINELS"] = ",".join(str(layout.endpoint(s)) for s in layout.sentinels())
+        env["RECON_REDIS_SENTINEL_PASSWORD_FILE"] = layout.secret("sentinel-password")
     else:
         env["RECON_REDIS_URL"] = f"redis://{layout.endpoint('redis-primary')}/0"
     if slot:

@@ -107,14 +107,21 @@ class LocalTarget:
         return service_identity(create=False).user
 
     def redis_auth(self, consumer: str) -> dict[str, str]:
-        """Keyword arguments for a redis client acting as ``consumer`` (app, sentinel, ...)."""
-        return {}
+        """Keyword arguments for a redis client acting as ``consumer``: ``app`` (the service's
+        rights), ``ops`` (INFO, ROLE, BGSAVE: checks and backups) or ``sentinel`` (a Sentinel's
+        own password, for SENTINEL commands)."""
+        secrets = self.secrets()
+        if consumer == "sentinel":
+            return {"password": secrets["sentinel_auth"].get_secret_value()}
+        if consumer not in ("app", "ops"):
+            raise ValueError(f"redis consumer {consumer!r}: one of app, ops, sentinel")
+        return {"username": consumer, "password": secrets[f"redis_{consumer}"].get_secret_value()}
 
     def render_context(self) -> RenderContext:
         return RenderContext(tls_cert=str(self.root / "tls" / "server.crt"),
                              tls_key=str(self.root / "tls" / "server.key"),
                              archive_command=self._archive_command(),
-                             postgres_primary=self.release.postgres.primary)
+                             postgres_primary=self.release.postgres.primary, redis_acl=True)
 
     def _archive_command(self) -> str | None:
         if not self.spec.backup.enabled:
@@ -190,7 +197,8 @@ class LocalTarget:
                 if p.kind in ("redis", "sentinel"):
                     src = self.root / "conf" / p.conf_files[0]
                     work = Path(self.layout.data(p.name)) / ("sentinel.conf" if p.kind == "sentinel" else "redis.conf")
-                    if bootstrap.sync_working_config(src, work, who) and running:
+                    extra = bootstrap.sentinel_secret_lines(self.spec, secrets) if p.kind == "sentinel" else ""
+                    if bootstrap.sync_working_config(src, work, who, extra) and running:
                         touched = touched or {p.conf_files[0]}
                     elif not touched:
                         touched = set()
@@ -307,7 +315,7 @@ class LocalTarget:
             return Health(True, f"replica, streaming, replay lag {float(lag):.1f}s")
 
     def _check_redis(self, p: Process, secrets) -> Health:
-        r = redis.Redis(host=self.spec.host, port=p.port, socket_timeout=1)
+        r = redis.Redis(host=self.spec.host, port=p.port, socket_timeout=1, **self.redis_auth("ops"))
         repl = r.info("replication")
         role = repl["role"]
         if role == "slave":
@@ -325,8 +333,8 @@ class LocalTarget:
         for proc in self.layout.sentinels():
             ep = self.layout.endpoint(proc)
             try:
-                addr = redis.Redis(host=ep.host, port=ep.port, socket_timeout=1, decode_responses=True
-                                   ).execute_command("SENTINEL", "get-master-addr-by-name",
+                addr = redis.Redis(host=ep.host, port=ep.port, socket_timeout=1, decode_responses=True,
+                                   **self.redis_auth("sentinel")).execute_command("SENTINEL", "get-master-addr-by-name",
                                                      self.spec.redis.sentinel.master_name)
             except redis.RedisError:
                 continue
@@ -336,7 +344,8 @@ class LocalTarget:
 
     def _check_sentinel(self, p: Process, secrets) -> Health:
         name = self.spec.redis.sentinel.master_name
-        r = redis.Redis(host=self.spec.host, port=p.port, socket_timeout=1, decode_responses=True)
+        r = redis.Redis(host=self.spec.host, port=p.port, socket_timeout=1, decode_responses=True,
+                        **self.redis_auth("sentinel"))
         addr = r.execute_command("SENTINEL", "get-master-addr-by-name", name)
         try:
             r.execute_command("SENTINEL", "ckquorum", name)

@@ -91,8 +91,8 @@ def run_backup(site: Site, tier: str, run: Run, offsite: bool = True) -> dict | 
                 "logical export (pg_dump -Fc)", f"pg_dump --format=custom -d {spec.postgres.database} "
                 f"-f {set_dir}/logical.dump", lambda: logical.export(ex, paths, port, spec.postgres.database, set_dir)),
                 "database": spec.postgres.database}
-        clis = [redis.RedisCli(s.executor, s.host, s.port, _redis_password(spec))
-                for s in site.inventory.of_kind("redis")]
+        user, password = _redis_login(site)
+        clis = [redis.RedisCli(s.executor, s.host, s.port, password, user) for s in site.inventory.of_kind("redis")]
         components["redis"] = run.step("redis RDB (BGSAVE until LASTSAVE changes) and AOF directory",
                                        f"redis-cli BGSAVE; LASTSAVE; cp dump.rdb appendonlydir {set_dir}/redis",
                                        lambda: redis.backup(redis.find_master(clis), f"{set_dir}/redis"))
@@ -187,5 +187,10 @@ def prune(site: Site) -> list[str]:
     return removed
 
 
-def _redis_password(spec) -> str | None:
-    return spec.redis.password.get_secret_value() if spec.redis.password else None
+def _redis_login(site: Site) -> tuple[str | None, str | None]:
+    """The ops ACL user the local target creates (BGSAVE, LASTSAVE, CONFIG), else the spec's password."""
+    stored = site.secrets()
+    if "redis_ops" in stored:
+        return "ops", stored["redis_ops"].get_secret_value()
+    spec = site.spec
+    return None, spec.redis.password.get_secret_value() if spec.redis.password else None

@@ -30,12 +30,19 @@ BASE_NAME = "appendonly.aof.1.base.rdb"
 
 
 class RedisCli:
-    def __init__(self, ex: Executor, host: str, port: int, password: str | None = None):
-        self.ex, self.host, self.port = ex, host, port
+    """redis-cli on the host, as ``user`` (an ACL user) with ``password`` in its environment."""
+
+    def __init__(self, ex: Executor, host: str, port: int, password: str | None = None, user: str | None = None):
+        self.ex, self.host, self.port, self.user = ex, host, port, user
         self.env = {"REDISCLI_AUTH": password} if password else None
 
+    @property
+    def base(self) -> list[str]:
+        return ["redis-cli", "-h", self.host, "-p", str(self.port), "--no-auth-warning"] + \
+            (["--user", self.user] if self.user else [])
+
     def __call__(self, *args: str, timeout: float = 30) -> str:
-        cmd = shlex.join(["redis-cli", "-h", self.host, "-p", str(self.port), "--no-auth-warning", *args])
+        cmd = shlex.join([*self.base, *args])
         out = self.ex.run(cmd, env=self.env, timeout=timeout).stdout.strip()
         if out.startswith("ERR") or out.startswith("(error)"):
             raise BackupError(f"redis {self.host}:{self.port} {' '.join(args)}: {out}")
@@ -73,7 +80,7 @@ def backup(cli: RedisCli, dest: str, timeout: float = 300) -> dict:
     ex = cli.ex
     data_dir = cli.config("dir")
     # One round trip: BGSAVE and the LASTSAVE wait run on the host (each SSH call costs time).
-    rc = shlex.join(["redis-cli", "-h", cli.host, "-p", str(cli.port), "--no-auth-warning"])
+    rc = shlex.join(cli.base)
     script = f"""set -u
 before=$({rc} LASTSAVE)
 deadline=$((SECONDS + {int(timeout)}))

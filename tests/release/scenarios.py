@@ -229,7 +229,8 @@ def _prepare_reconciliation(stack: ThrowawayStack) -> int:
 def _sentinel_master(stack: ThrowawayStack) -> tuple[str, int]:
     import redis
     s = stack.spec
-    r = redis.Redis(host="127.0.0.1", port=s.redis.sentinel.port, socket_timeout=1, decode_responses=True)
+    r = redis.Redis(host="127.0.0.1", port=s.redis.sentinel.port, socket_timeout=1, decode_responses=True,
+                    **stack.target().redis_auth("sentinel"))
     host, port = r.execute_command("SENTINEL", "get-master-addr-by-name", s.redis.sentinel.master_name)
     return host, int(port)
 

@@ -79,3 +79,25 @@ def test_a_revocation_made_in_the_database_holds_on_the_next_request(running_sta
         conn.execute("UPDATE api_tokens SET revoked_at = now() WHERE token_sha256 = encode(sha256(%s::bytea), 'hex')",
                      (token,))
     assert _api(running_stack, token) == 401
+
+
+def test_redis_and_sentinel_refuse_anonymous_clients(running_stack, layout):
+    """Before: no password anywhere; anyone on the host could read, write or reconfigure Redis
+    and point the Sentinels (and so the service) at another Redis."""
+    import redis
+    for proc in ("redis-primary", *layout.redis_replicas(), *layout.sentinels()):
+        ep = layout.endpoint(proc)
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(host=ep.host, port=ep.port, socket_timeout=2).ping()
+
+
+@pytest.mark.parametrize("command", [("SET", "other:probe", "1"), ("CONFIG", "GET", "dir"), ("FLUSHALL",),
+                                     ("KEYS", "*"), ("SLAVEOF", "NO", "ONE"), ("ACL", "LIST")],
+                         ids=["other-keys", "config", "flushall", "keys", "slaveof", "acl"])
+def test_the_services_redis_user_has_only_what_it_needs(running_stack, layout, command):
+    import redis
+    ep = layout.endpoint("redis-primary")
+    r = redis.Redis(host=ep.host, port=ep.port, socket_timeout=2, **running_stack.redis_auth("app"))
+    assert r.set("recon:probe", "1", ex=10)  # its own keys: yes
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        r.execute_command(*command)

@@ -83,14 +83,15 @@ def test_sentinels_agree_on_master_with_quorum(running_stack):
     masters = set()
     for s in layout.sentinels():
         ep = layout.endpoint(s)
-        r = redis.Redis(host=ep.host, port=ep.port, decode_responses=True, socket_timeout=2)
+        r = redis.Redis(host=ep.host, port=ep.port, decode_responses=True, socket_timeout=2,
+                        **running_stack.redis_auth("sentinel"))
         masters.add(tuple(r.execute_command("SENTINEL", "get-master-addr-by-name", name)))
         assert r.execute_command("SENTINEL", "ckquorum", name).startswith("OK")
         master_info = r.sentinel_master(name)
         assert master_info["num-other-sentinels"] == len(layout.sentinels()) - 1
     assert len(masters) == 1, f"sentinels disagree on the master: {masters}"
     host, port = masters.pop()
-    master = redis.Redis(host=host, port=int(port), socket_timeout=2)
+    master = redis.Redis(host=host, port=int(port), socket_timeout=2, **running_stack.redis_auth("ops"))
     assert master.info("replication")["role"] == "master"
 
 
