@@ -56,7 +56,9 @@ class RenderContext:
 @functools.lru_cache(maxsize=1)
 def environment() -> jinja2.Environment:
     """The one Jinja2 environment (it caches compiled templates, so it is built once)."""
-    env = jinja2.Environment(
+    # Not HTML: these are config files (nginx, PostgreSQL, YAML); HTML escaping would corrupt
+    # them. Values come from the validated spec, and YAML strings go through the yaml_str filter.
+    env = jinja2.Environment(  # nosec B701
         loader=jinja2.FileSystemLoader(TEMPLATES),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,

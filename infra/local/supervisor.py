@@ -10,7 +10,7 @@ import shlex
 import subprocess
 import sys
 import time
-import xmlrpc.client
+import xmlrpc.client  # nosec B411: supervisord's own unix socket (0700 in <state>/run), no untrusted XML
 from pathlib import Path
 
 from supervisor.xmlrpc import SupervisorTransport
