@@ -116,11 +116,15 @@ class SshExecutor(Executor):
         if who:
             remote = f"runuser -u {shlex.quote(who)} -- bash -c {shlex.quote(remote)}"
         t0 = time.monotonic()
-        try:
-            r = self.connection().run(remote, hide=True, warn=True, timeout=timeout, in_stream=False)
-        except (socket.error, paramiko.SSHException, EOFError) as exc:
-            self._conn = None
-            raise ExecutorUnreachable(f"cannot reach {self.where} over SSH: {exc}") from exc
+        for attempt in (1, 2):  # a dropped or refused session (sshd's MaxStartups under load) gets one retry
+            try:
+                r = self.connection().run(remote, hide=True, warn=True, timeout=timeout, in_stream=False)
+                break
+            except (socket.error, paramiko.SSHException, EOFError) as exc:
+                self._conn = None
+                if attempt == 2 or isinstance(exc, ConnectionRefusedError):
+                    raise ExecutorUnreachable(f"cannot reach {self.where} over SSH: {exc}") from exc
+                time.sleep(0.5)
         return self._finish(Result(line, r.exited, r.stdout, r.stderr, time.monotonic() - t0, self.where),
                             check)
 
