@@ -253,12 +253,15 @@ CATALOGUE: tuple[Service, ...] = (
             health="prometheus", reload_signal="HUP", ports=(PortDef("main", "prometheus.port"),),
             scrape="prometheus",
             connects_to=(Connection("backend"), Connection("postgres-exporter"), Connection("redis-exporter"),
-                         Connection("node-exporter"), Connection("alertmanager"))),
+                         Connection("node-exporter"),
+                         Connection("alertmanager", secret="alertmanager_web"))),  # pragma: allowlist secret
     Service("alertmanager", kind="alertmanager", members=_stateless("alertmanager"), stage=4,
             package="prometheus-alertmanager", binary="/usr/bin/prometheus-alertmanager",
             argv=("{bin}", "--config.file={conf:alertmanager/alertmanager.yml}", "--storage.path={data}",
-                  "--web.listen-address={listen}", "--cluster.listen-address="),
-            data="/alertmanager", templates=("alertmanager/alertmanager.yml",), health="prometheus",
+                  "--web.listen-address={listen}", "--cluster.listen-address=",
+                  # basic auth on every endpoint: the silences API silenced alerts for anyone before
+                  "--web.config.file={secret:alertmanager-web.yml}"),
+            data="/alertmanager", templates=("alertmanager/alertmanager.yml",), health="alertmanager",
             reload_signal="HUP", scrape="alertmanager",
             ports=(PortDef("main", "alertmanager.port"), PortDef("cluster", "alertmanager.port", offset=1))),
     Service("grafana", kind="grafana", members=_stateless("grafana"), enabled="grafana.enabled",

@@ -49,10 +49,16 @@ class Observability(Concern):
         def http(path: str, port: int, delay: int = 5) -> Probe:
             return Probe(path=path, port=port, initial_delay_s=delay, period_s=15)
 
+        def authed(path: str, port: int) -> Probe:
+            login = f'recon:$(cat {lay.secret("alertmanager-password")})'
+            return Probe(command=("sh", "-c", f'curl -fsS -o /dev/null -u "{login}" http://127.0.0.1:{port}{path}'),
+                         initial_delay_s=5, period_s=15)
+
         out.append(Workload(
             name="prometheus", component="observability", role="prometheus", image=self.image("prometheus"),
             members=["prometheus"], kind="stateful", tier=("front", "back", "data"), user=images.UID,
             command=self.command("prometheus"), http_client="curl",
+            secret_files={lay.secret("alertmanager-password"): "alertmanager_web"},
             files=[self.conf("prometheus/prometheus.yml"), self.conf("prometheus/rules/recon.rules.yml")],
             ports=[Port("web", p.port, published=True, host_ip="127.0.0.1")],
             liveness=http("/-/healthy", p.port, 10), readiness=http("/-/ready", p.port, 10),
@@ -62,8 +68,11 @@ class Observability(Concern):
             name="alertmanager", component="observability", role="alertmanager", image=self.image("alertmanager"),
             members=["alertmanager"], kind="stateless", tier=("back",), user=images.UID,
             command=self.command("alertmanager"), http_client="curl",
+            secret_files={lay.secret("alertmanager-web.yml"): "alertmanager_web_config",
+                          lay.secret("alertmanager-password"): "alertmanager_web"},
             files=[self.conf("alertmanager/alertmanager.yml")], ports=[Port("web", am.port)],
-            liveness=http("/-/healthy", am.port), readiness=http("/-/ready", am.port),
+            # every endpoint asks for basic auth, the health ones too: the probe logs in
+            liveness=authed("/-/healthy", am.port), readiness=authed("/-/ready", am.port),
             resources=resources_for(s, "alertmanager"), writable=["/tmp", lay.data("alertmanager")],
             peers=[Edge("prometheus", am.port)]))
         out.append(Workload(

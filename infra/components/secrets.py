@@ -11,6 +11,7 @@
 | redis_password           | Redis and Sentinel AUTH                    | generated              |
 | grafana_admin_password   | Grafana's admin user                       | generated              |
 | backup_cipher_pass       | backup repository encryption               | generated              |
+| alertmanager_web         | Alertmanager's basic auth (Prometheus, ops) | generated             |
 | tls_cert / tls_key       | Nginx TLS on the Docker target (PEM)       | self-signed (pulumi_tls), staging only |
 
 Precedence: the config secret, then the spec's own SecretStr (``RECON_POSTGRES__PASSWORD``
@@ -31,6 +32,7 @@ from urllib.parse import quote
 import pulumi
 
 from infra.spec import StackSpec
+from infra.webauth import web_config
 
 GENERATED_LENGTH = 32
 
@@ -42,6 +44,7 @@ SECRET_KEYS: tuple[str, ...] = (
     "redis_password",
     "grafana_admin_password",
     "backup_cipher_pass",
+    "alertmanager_web",
 )
 
 
@@ -54,6 +57,7 @@ def _from_spec(spec: StackSpec) -> dict[str, object]:
         "redis_password": spec.redis.password,
         "grafana_admin_password": spec.grafana.admin_password,
         "backup_cipher_pass": spec.backup.cipher_pass,
+        "alertmanager_web": None,
     }
 
 
@@ -111,6 +115,7 @@ class StackSecrets:
 
         self.values["database_url"] = dsn(primary_host)
         self.values["database_replica_url"] = dsn(replica_hosts[0]) if replica_hosts else dsn(primary_host)
+        self.values["alertmanager_web_config"] = pulumi.Output.secret(self["alertmanager_web"].apply(web_config))
         self.values["pgpass"] = pulumi.Output.secret(self["replication_password"].apply(
             lambda pw: f"*:*:*:{pg.replication_user}:{_pgpass_escape(pw)}\n"))
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from infra import services
+from infra import services, webauth
 from infra.layout import LocalLayout
 from infra.local.errors import BootstrapError
 from infra.local.privileges import RunAs
@@ -121,6 +121,8 @@ def redis_secret_files(spec: StackSpec, layout: LocalLayout, secrets: dict) -> d
         "redis-ops-password": pw("ops"),
         "redis-exporter.json": json.dumps(exporter),
         "sentinel-password": secrets["sentinel_auth"].get_secret_value(),
+        "alertmanager-web.yml": webauth.web_config(secrets["alertmanager_web"].get_secret_value()),
+        "alertmanager-password": secrets["alertmanager_web"].get_secret_value(),
     }
 
 

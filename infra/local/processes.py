@@ -130,9 +130,14 @@ def _slot_of(spec: StackSpec, member: str) -> str:
 
 # -- health ------------------------------------------------------------------------------
 
-def http_get(url: str, timeout: float = 2.0, cafile: str | None = None) -> tuple[int, bytes]:
+def http_get(url: str, timeout: float = 2.0, cafile: str | None = None,
+             auth: tuple[str, str] | None = None) -> tuple[int, bytes]:
     context = ssl.create_default_context(cafile=cafile) if url.startswith("https") else None
-    req = urllib.request.Request(url, headers={"User-Agent": "recon-stack-health"})
+    headers = {"User-Agent": "recon-stack-health"}
+    if auth:
+        import base64
+        headers["Authorization"] = "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+    req = urllib.request.Request(url, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=timeout, context=context) as resp:
             return resp.status, resp.read()

@@ -390,6 +390,11 @@ class LocalTarget:
         ui, _ = http_get(f"{scheme}://{self.spec.host}:{p.port}/ui/health", cafile=self.cafile)
         return Health(ui == 200, f"{scheme} /health 200, backend via nginx 200, /ui/health {ui}")
 
+    def _check_alertmanager(self, p: Process, secrets) -> Health:
+        code, _ = http_get(f"http://{self.spec.host}:{p.port}/-/ready",
+                           auth=("recon", secrets["alertmanager_web"].get_secret_value()))
+        return Health(code == 200, f"/-/ready {code} (basic auth)")
+
     def _check_prometheus(self, p: Process, secrets) -> Health:
         code, _ = http_get(f"http://{self.spec.host}:{p.port}/-/ready")
         return Health(code == 200, f"/-/ready {code}")

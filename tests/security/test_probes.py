@@ -101,3 +101,14 @@ def test_the_services_redis_user_has_only_what_it_needs(running_stack, layout, c
     assert r.set("recon:probe", "1", ex=10)  # its own keys: yes
     with pytest.raises(redis.exceptions.NoPermissionError):
         r.execute_command(*command)
+
+
+def test_alertmanager_answers_only_with_basic_auth(running_stack, layout, secrets):
+    """Before: POST /api/v2/silences silenced any alert for anyone who reached the port."""
+    base = f"http://{layout.endpoint('alertmanager')}"
+    silence = {"matchers": [{"name": "alertname", "value": "Probe", "isRegex": False}], "startsAt": "2030-01-01T00:00:00Z",
+               "endsAt": "2030-01-01T01:00:00Z", "createdBy": "probe", "comment": "must be refused"}
+    assert httpx.post(f"{base}/api/v2/silences", json=silence, timeout=5).status_code == 401
+    assert httpx.get(f"{base}/api/v2/alerts", timeout=5).status_code == 401
+    auth = ("recon", secrets["alertmanager_web"].get_secret_value())
+    assert httpx.get(f"{base}/api/v2/status", auth=auth, timeout=5).status_code == 200

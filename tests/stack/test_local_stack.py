@@ -152,6 +152,8 @@ def test_prometheus_loaded_the_alert_rules(running_stack):
             "RedisMasterUnreachable", "BackupTooOld"} <= names
 
 
-def test_alertmanager_ready(running_stack):
-    resp = requests.get(f"http://{running_stack.layout.endpoint('alertmanager')}/-/ready", timeout=5)
+def test_alertmanager_ready(running_stack, secrets):
+    url = f"http://{running_stack.layout.endpoint('alertmanager')}/-/ready"
+    assert requests.get(url, timeout=5).status_code == 401  # basic auth (#13)
+    resp = requests.get(url, auth=("recon", secrets["alertmanager_web"].get_secret_value()), timeout=5)
     assert resp.status_code == 200
