@@ -7,12 +7,13 @@ PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || command -
 BIN := $(VENV)/bin
 STACK ?= local
 
-.PHONY: help deps venv up demo status down test bench
+.PHONY: help deps venv up demo status down test bench lint
 help:
 	@echo "make up      install everything, start the local stack, show it working"
 	@echo "make test    install everything, start the local stack and a Docker engine, run all tests"
 	@echo "make bench   run every benchmark in benchmarks/ (prints figures beside targets)"
 	@echo "make status  fab status;  make down  stop the stack (data kept)"
+	@echo "make lint    ruff, mypy and the workflow checks (the pipeline's quality job)"
 
 deps:
 	@sh ops/system-packages.sh
@@ -56,3 +57,9 @@ test: deps venv
 
 bench: deps venv
 	@set -e; for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b; done
+
+# the pipeline's quality job (.github/workflows/ci.yml), runnable here
+lint: venv
+	$(BIN)/ruff check --config .github/linters/ruff.toml app infra ops testing tests benchmarks load
+	$(BIN)/mypy --config-file .github/linters/mypy.ini
+	$(BIN)/python -m pytest tests/unit/test_workflows.py -q -p no:cacheprovider

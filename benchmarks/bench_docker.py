@@ -44,7 +44,7 @@ def main() -> int:
         subprocess.run(["docker", "builder", "prune", "-af"], capture_output=True)
         shutil.rmtree(images.ROOTFS_CACHE / "rootfs-bookworm", ignore_errors=True)
     t0 = time.monotonic()
-    report = images.build_all(spec, quiet)
+    images.build_all(spec, quiet)
     full = time.monotonic() - t0
     marker = ROOT / "app" / "_bench_docker_marker.py"
     marker.write_text(f"# bench_docker: an app-only change ({time.time()})\n")

@@ -346,17 +346,17 @@ def test_similarity_cutoffs_change_no_result() -> None:
     left = frame("left", *[{"id": i, "amount": 100, "text": t} for i, t in enumerate(texts, start=1)])
     right = frame("right", *[{"id": i, "amount": 100, "text": t} for i, t in enumerate(reversed(texts), start=1)])
     cands = pl.DataFrame(
-        [(l, r) for l in range(1, 61) for r in range(1, 61)], schema={"left_id": pl.Int64, "right_id": pl.Int64}, orient="row"
+        [(li, r) for li in range(1, 61) for r in range(1, 61)], schema={"left_id": pl.Int64, "right_id": pl.Int64}, orient="row"
     )
     rule = FuzzyRule(fields=("description",), min_similarity=0.7)
     got = with_similarity(rule, cands, prepare(left, ["EUR"]), prepare(right, ["EUR"]))
     expected = {}
-    for l in range(1, 61):
+    for li in range(1, 61):
         for r in range(1, 61):
-            a, b = texts[l - 1].upper(), texts[60 - r].upper()
+            a, b = texts[li - 1].upper(), texts[60 - r].upper()
             mean = (fuzz.token_set_ratio(a, b) + fuzz.token_sort_ratio(a, b)) / 200
             if round(mean, 4) >= 0.7:
-                expected[(l, r)] = round(mean, 4)
+                expected[(li, r)] = round(mean, 4)
     assert dict(zip(zip(got.get_column("left_id").to_list(), got.get_column("right_id").to_list()),
                     got.get_column("similarity").to_list())) == expected
 

@@ -14,7 +14,6 @@ import json
 import os
 import signal
 import shutil
-import subprocess
 import time
 
 import pytest
@@ -106,7 +105,6 @@ def test_drill_destroy_the_primary_restore_latest_and_to_a_marked_time(drill):
 
     # the disaster: kill -9 the postmaster and remove its data directory
     pid = int((spec.state_path / "data" / "postgres-primary" / "postmaster.pid").read_text().split()[0])
-    t_kill = time.time()
     os.kill(pid, signal.SIGKILL)
     shutil.rmtree(spec.state_path / "data" / "postgres-primary")
 
