@@ -7,12 +7,14 @@ PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || command -
 BIN := $(VENV)/bin
 STACK ?= local
 
-.PHONY: help deps venv up demo status down test bench lint
+.PHONY: help deps venv up demo status down test bench lint load load-full
 help:
 	@echo "make up      install everything, start the local stack, show it working"
 	@echo "make test    install everything, start the local stack and a Docker engine, run all tests"
 	@echo "make bench   run every benchmark in benchmarks/ (prints figures beside targets)"
 	@echo "make status  fab status;  make down  stop the stack (data kept)"
+	@echo "make load    the specification's load profile scaled to 60 s against the running stack (exit 1 if an ensure is missed)"
+	@echo "make load-full  the same profile at the specification's 660 s"
 	@echo "make lint    ruff, mypy and the workflow checks (the pipeline's quality job)"
 
 deps:
@@ -56,10 +58,18 @@ test: deps venv
 	$(BIN)/python -m pytest
 
 bench: deps venv
-	@set -e; for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b; done
+	@failed=""; for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || failed="$$failed $$b"; done; \
+	  if [ -n "$$failed" ]; then echo "missed a target or failed:$$failed"; exit 1; fi
 
 # the pipeline's quality job (.github/workflows/ci.yml), runnable here
 lint: venv
 	$(BIN)/ruff check --config .github/linters/ruff.toml app infra ops testing tests benchmarks load
 	$(BIN)/mypy --config-file .github/linters/mypy.ini
 	$(BIN)/python -m pytest tests/unit/test_workflows.py -q -p no:cacheprovider
+
+# the specification's load profile (docs/load.md); the stack must be up
+load: venv
+	$(BIN)/python load/run.py --stack $(STACK)
+
+load-full: venv
+	$(BIN)/python load/run.py --scale 1 --stack $(STACK)

@@ -47,14 +47,14 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import gevent
-import gevent.ssl
-from gevent.queue import Queue
-from geventhttpclient.client import HTTPClient, HTTPClientPool
-from locust import LoadTestShape, User, constant, constant_throughput, events, task
-from locust.contrib.fasthttp import FastHttpSession
+import gevent  # noqa: E402 (after the sys.path line: run as a script)
+import gevent.ssl  # noqa: E402 (after the sys.path line: run as a script)
+from gevent.queue import Queue  # noqa: E402 (after the sys.path line: run as a script)
+from geventhttpclient.client import HTTPClient, HTTPClientPool  # noqa: E402 (after the sys.path line: run as a script)
+from locust import LoadTestShape, User, constant, constant_throughput, events, task  # noqa: E402 (after the sys.path line: run as a script)
+from locust.contrib.fasthttp import FastHttpSession  # noqa: E402 (after the sys.path line: run as a script)
 
-from load.phases import PHASES_FILE, BurstSchedule, PoolSchedule, load_profile
+from load.phases import PHASES_FILE, BurstSchedule, PoolSchedule, load_profile  # noqa: E402 (after the sys.path line: run as a script)
 
 CONFIG: dict[str, Any] = (json.loads(Path(os.environ["LOAD_CONFIG"]).read_text())
                           if os.environ.get("LOAD_CONFIG") else {"mode": "profile", "scale": 1})

@@ -55,11 +55,11 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import httpx
+import httpx  # noqa: E402 (after the sys.path line: run as a script)
 
-from load import machine
-from load.phases import PoolSchedule, Profile, load_profile
-from load.report import burst_report, format_burst, format_profile, profile_report
+from load import machine  # noqa: E402 (after the sys.path line: run as a script)
+from load.phases import PoolSchedule, Profile, load_profile  # noqa: E402 (after the sys.path line: run as a script)
+from load.report import burst_report, format_burst, format_profile, profile_report  # noqa: E402 (after the sys.path line: run as a script)
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 SAMPLES = {"left": ROOT / "app" / "samples" / "bank_statement.csv",
