@@ -47,6 +47,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "postgres-exporter": ("curl",),
     "redis-exporter": ("curl",),
     "node-exporter": ("curl",),
+    "nginx-exporter": ("curl",),
 }
 UPSTREAM: dict[str, str] = {
     # no Debian package: pulled where a registry is reachable, never run here

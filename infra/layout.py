@@ -59,6 +59,11 @@ class Layout:
     def backends(self, slot: str) -> list[str]:
         return [m.name for m in services.service("backend").members(self.spec) if m.slot == slot]
 
+    def exporter_jobs(self) -> list[tuple[str, str]]:
+        """(scrape job, member) of every exporter this target runs, in catalogue order."""
+        return [(s.scrape, m.name) for s, m in services.members(self.spec, self.target)
+                if s.kind == "exporter" and s.scrape]
+
     def serving_slots(self) -> list[str]:
         """Slots that receive traffic: the active one, plus the idle one during a canary."""
         b = self.spec.backend

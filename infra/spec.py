@@ -175,6 +175,7 @@ class RateLimit(_Section):
 class NginxSpec(_Section):
     http_port: Port = port(18080, "plain HTTP; redirects to HTTPS except /health")
     https_port: Port = port(18443, "TLS")
+    status_port: Port = port(18091, "stub_status for the nginx exporter; never published")
     server_name: str = Field("localhost", pattern=r"^[A-Za-z0-9.*-]{1,253}$")
     publish_address: str = Field("0.0.0.0", pattern=r"^[0-9.]{7,15}$",
                                  description="docker target: host address the edge ports are published on")
@@ -222,6 +223,7 @@ class ExportersSpec(_Section):
     postgres_port: Port = port(19187, "postgres_exporter")
     redis_port: Port = port(19121, "redis_exporter")
     node_port: Port = port(19100, "node_exporter")
+    nginx_port: Port = port(19113, "nginx exporter")
 
 
 class GrafanaSpec(_Section):

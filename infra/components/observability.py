@@ -9,7 +9,7 @@ from __future__ import annotations
 
 
 from infra.components.base import Concern
-from infra import images
+from infra import images, services
 from infra.components.model import Edge, File, Port, Probe, Workload
 from infra.components.sizing import resources_for
 from infra.render import TEMPLATES, environment
@@ -100,6 +100,15 @@ class Observability(Concern):
             liveness=http("/", ex.node_port), readiness=http("/", ex.node_port),
             resources=resources_for(s, "node-exporter"), peers=[Edge("prometheus", ex.node_port)],
             exemptions={"host-path": "node metrics are read from the host's /proc and /sys, mounted read-only"}))
+        if services.service("nginx-exporter").runs_on(self.platform.target):  # not where the edge is an ingress
+            out.append(Workload(
+                name="nginx-exporter", component="observability", role="nginx-exporter",
+                image=self.image("nginx-exporter"), members=["nginx-exporter"], tier=("front", "back"),
+                user=images.UID, command=self.command("nginx-exporter"), http_client="curl",
+                ports=[Port("metrics", ex.nginx_port)],
+                liveness=http("/metrics", ex.nginx_port), readiness=http("/metrics", ex.nginx_port),
+                resources=resources_for(s, "nginx-exporter"), peers=[Edge("prometheus", ex.nginx_port)],
+                after=["nginx"]))  # it exits when nginx does not answer at start
         if s.grafana.enabled:
             g = s.grafana
             out.append(Workload(

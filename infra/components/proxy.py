@@ -34,13 +34,15 @@ class Proxy(Concern):
         if n.tls:
             ports.append(Port("https", n.https_port, published=True, host_ip=n.publish_address))
             secret_files = {"/etc/recon/tls/server.crt": "tls_cert", "/etc/recon/tls/server.key": "tls_key"}
+        ports.append(Port("status", n.status_port))  # stub_status, for the nginx exporter only
         probe = Probe(path="/health", port=n.http_port, initial_delay_s=2, period_s=10)
         return Workload(
             name="nginx", component="proxy", role="nginx", image=self.platform.image("nginx", parent=self),
             members=["nginx"], kind="stateless", tier=("front", "back"), command=self.command("nginx"),
             files=[self.conf("nginx/nginx.conf")], secret_files=secret_files, ports=ports,
             liveness=probe, readiness=probe, resources=resources_for(self.spec, "nginx"),
-            user=images.UID, http_client="curl", peers=[Edge("ingress", n.http_port)])
+            user=images.UID, http_client="curl",
+            peers=[Edge("ingress", n.http_port), Edge("nginx-exporter", n.status_port)])
 
     def extra(self) -> list[pulumi.Resource]:
         self.edge_workload = self.nginx()

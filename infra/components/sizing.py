@@ -16,6 +16,7 @@ _FIXED: dict[str, Resources] = {
     "postgres-exporter": Resources(cpu_limit=0.2, memory_limit_mib=128, cpu_request=0.05, memory_request_mib=32),
     "redis-exporter": Resources(cpu_limit=0.2, memory_limit_mib=128, cpu_request=0.05, memory_request_mib=32),
     "node-exporter": Resources(cpu_limit=0.2, memory_limit_mib=128, cpu_request=0.05, memory_request_mib=32),
+    "nginx-exporter": Resources(cpu_limit=0.1, memory_limit_mib=64, cpu_request=0.02, memory_request_mib=32),
     "prometheus": Resources(cpu_limit=1.0, memory_limit_mib=2048, cpu_request=0.25, memory_request_mib=512),
     "alertmanager": Resources(cpu_limit=0.2, memory_limit_mib=128, cpu_request=0.05, memory_request_mib=64),
     "grafana": Resources(cpu_limit=0.5, memory_limit_mib=512, cpu_request=0.1, memory_request_mib=128),

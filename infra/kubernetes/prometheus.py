@@ -7,9 +7,10 @@ only) and takes ``slot`` and ``version`` from the pod labels, and a ``recon-work
 the same for the workers' metrics port. Both slots are scraped always: the analysis before
 a switch needs the idle slot's numbers, and the config then does not change on a switch.
 
-The ``node`` job is dropped: node-exporter needs host paths, which the namespace's
-``restricted`` Pod Security level forbids; nodes are the cluster monitoring's job.
-Every other job and the rule files are kept as rendered.
+There is no ``node`` job: the template lists only the exporters the catalogue runs on this
+target, and node-exporter needs host paths, which the namespace's ``restricted`` Pod Security
+level forbids (nodes are the cluster monitoring's job). Every other job and the rule files are
+kept as rendered.
 """
 
 from __future__ import annotations
@@ -44,8 +45,6 @@ def adapt(rendered: str, namespace: str) -> str:
         if job["job_name"] == "recon-backend":
             jobs.append(_pod_job("recon-backend", namespace, "backend", "http"))
             jobs.append(_pod_job("recon-worker", namespace, "worker", "metrics"))
-        elif job["job_name"] == "node":
-            continue
         else:
             jobs.append(job)
     doc["scrape_configs"] = jobs

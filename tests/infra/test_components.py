@@ -216,9 +216,9 @@ ALONE = {
                  {STS: 2, "kubernetes:core/v1:Service": 2, "kubernetes:core/v1:ConfigMap": 2}),
     "Cache": ({CONTAINER: 5, "docker:index/volume:Volume": 10},
               {STS: 3, "kubernetes:core/v1:Service": 3, "kubernetes:core/v1:ConfigMap": 3}),
-    # Docker: prometheus data + conf, alertmanager conf, grafana conf; Kubernetes: no node-exporter
+    # Docker: prometheus data + conf, alertmanager conf, grafana conf; Kubernetes: no node- or nginx-exporter
     # the postgres exporter reads its password from a 0600 file (a conf volume on Docker)
-    "Observability": ({CONTAINER: 7, "docker:index/volume:Volume": 5},
+    "Observability": ({CONTAINER: 8, "docker:index/volume:Volume": 5},
                       {STS: 1, DEPLOY: 5, "kubernetes:core/v1:Service": 6, "kubernetes:core/v1:ConfigMap": 4,
                        "kubernetes:core/v1:ServiceAccount": 1, "kubernetes:rbac.authorization.k8s.io/v1:Role": 1,
                        "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding": 1}),

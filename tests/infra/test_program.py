@@ -28,11 +28,11 @@ from testing.pulumi_mocks import (
 EXPECTED = {
     "staging": {
         # 2 postgres + 2 redis + 3 sentinels + 2x2 backend + 2x1 worker + 1 migrate (one version)
-        # + nginx + prometheus, alertmanager, 3 exporters, grafana, jaeger + backup job
-        "docker:index/container:Container": 23,
-        # built here (infra/images.py): 8 service images from Debian packages + the app (both slots
+        # + nginx + prometheus, alertmanager, 4 exporters, grafana, jaeger + backup job
+        "docker:index/container:Container": 24,
+        # built here (infra/images.py): 9 service images from Debian packages + the app (both slots
         # run 0.1.0: one content tag, built once); Grafana and Jaeger are pulled upstream images
-        "docker:index/image:Image": 9,
+        "docker:index/image:Image": 10,
         "docker:index/remoteImage:RemoteImage": 2,
         "docker:index/network:Network": 3,      # front, back, data
         # data: 2 postgres + 2 redis + 3 sentinel + prometheus + backup; conf: every container

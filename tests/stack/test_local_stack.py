@@ -129,7 +129,7 @@ def test_plain_http_redirects_to_https(running_stack):
 def test_prometheus_reports_every_scrape_target_up(running_stack):
     spec, layout = running_stack.spec, running_stack.layout
     url = f"http://{layout.endpoint('prometheus')}/api/v1/targets"
-    expected_jobs = {"prometheus", "recon-backend", "postgres", "redis", "node", "alertmanager"}
+    expected_jobs = {"prometheus", "recon-backend", "postgres", "redis", "node", "nginx", "alertmanager"}
     deadline = time.monotonic() + 3 * spec.prometheus.scrape_interval_s + 15
     while True:
         targets = requests.get(url, timeout=5).json()["data"]["activeTargets"]
@@ -157,3 +157,23 @@ def test_alertmanager_ready(running_stack, secrets):
     assert requests.get(url, timeout=5).status_code == 401  # basic auth (#13)
     resp = requests.get(url, auth=("recon", secrets["alertmanager_web"].get_secret_value()), timeout=5)
     assert resp.status_code == 200
+
+
+def test_nginx_exporter_reads_nginx_counters(running_stack):
+    """The exporter reaches nginx's stub_status (its own port, nothing else on it): nginx_up is
+    1 and the accepted-connections counter grows with a request through the edge."""
+    spec, layout = running_stack.spec, running_stack.layout
+    metrics_url = f"http://{layout.endpoint('nginx-exporter')}/metrics"
+
+    def sample(name: str) -> float:
+        for line in requests.get(metrics_url, timeout=5).text.splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        raise AssertionError(f"{name} not in the nginx exporter's metrics")
+
+    assert sample("nginx_up") == 1
+    before = sample("nginx_connections_accepted")
+    requests.get(f"http://{spec.host}:{spec.nginx.http_port}/health", timeout=5)
+    assert sample("nginx_connections_accepted") > before
+    status = f"http://{layout.endpoint('nginx-status')}"
+    assert requests.get(f"{status}/api/health", timeout=5).status_code == 404  # only stub_status there

@@ -47,7 +47,7 @@ def test_prometheus_scrape_jobs_cover_every_exporter(render_local):
     r = render_local(overrides={"backend": {"replicas": 2}})
     doc = yaml.safe_load(r.text("prometheus/prometheus.yml"))
     jobs = {j["job_name"]: j for j in doc["scrape_configs"]}
-    assert set(jobs) == {"prometheus", "recon-backend", "postgres", "redis", "node", "alertmanager"}
+    assert set(jobs) == {"prometheus", "recon-backend", "postgres", "redis", "node", "nginx", "alertmanager"}
     ports = r.spec.local_ports()
     backend = jobs["recon-backend"]["static_configs"]
     assert [c["labels"]["slot"] for c in backend] == ["blue"]
