@@ -114,10 +114,10 @@ def live_nginx(render_local, free_ports, find_tool, processes, poll
 
     def _start(overrides: dict) -> tuple:
         backend = free_ports(102)  # blue replica 1 on +1, green replica 1 on +101
-        http, https = free_ports(1), free_ports(1)
+        http, https, status = free_ports(1), free_ports(1), free_ports(1)
         r = render_local(overrides={
             **overrides, "backend": {"replicas": 1, "port": backend, **overrides.get("backend", {})},
-            "nginx": {"http_port": http, "https_port": https, **overrides.get("nginx", {})}})
+            "nginx": {"http_port": http, "https_port": https, "status_port": status, **overrides.get("nginx", {})}})
         ports = r.spec.local_ports()
         for slot in ("blue", "green"):
             handler = type(f"Slot_{slot}", (_Slot,), {"slot": slot})
