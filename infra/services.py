@@ -186,7 +186,7 @@ _PG = dict(kind="postgres", package="postgresql-15", binary=str(PG_BIN / "postgr
 _REDIS = dict(kind="redis", package="redis-server", binary="/usr/bin/redis-server", argv=("{bin}", "{data}/redis.conf"),
               data="/data", templates=("redis/{member}.conf",), health="redis",
               ports=(PortDef("main", "redis.port"),))
-_APP = (Connection(PG_PRIMARY, secret="postgres_app"), Connection("postgres-replica", secret="postgres_app"),
+_APP = (Connection(PG_PRIMARY, secret="postgres_app"), Connection("postgres-replica", secret="postgres_reader"),
         Connection("sentinel"), Connection(REDIS_PRIMARY), Connection("redis-replica"),
         Connection("jaeger", "otlp"))
 
@@ -244,9 +244,11 @@ CATALOGUE: tuple[Service, ...] = (
             ports=(PortDef("https", "nginx.https_port", when="nginx.tls"), PortDef("http", "nginx.http_port"),
                    PortDef("status", "nginx.status_port")),
             connects_to=(Connection("backend"),)),
-    Service("nginx-exporter", kind="exporter", members=_stateless("nginx-exporter"), stage=4,
+    # stage 5, after nginx: the exporter gives up when stub_status does not answer at its start
+    Service("nginx-exporter", kind="exporter", members=_stateless("nginx-exporter"), stage=5,
             package="prometheus-nginx-exporter", binary="/usr/bin/prometheus-nginx-exporter",
-            argv=("{bin}", "-nginx.scrape-uri=http://{endpoint:nginx-status}/stub_status", "-web.listen-address={listen}"),
+            argv=("{bin}", "-nginx.scrape-uri=http://{endpoint:nginx-status}/stub_status",
+                  "-nginx.retries=30", "-nginx.retry-interval=1s", "-web.listen-address={listen}"),
             health="exporter", ports=(PortDef("main", "exporters.nginx_port"),), scrape="nginx",
             connects_to=(Connection("nginx", "status"),), targets=frozenset({"local", "docker"}),
             unavailable="the edge is the cluster's ingress-nginx controller, which serves its own metrics"),

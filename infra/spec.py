@@ -97,8 +97,13 @@ class PostgresSpec(_Section):
     port: Port = port(15432, "primary port; replica i listens on port + i on the local target")
     replicas: int = Field(1, ge=0, le=5, description="streaming replicas")
     database: str = Field("recon", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
-    user: str = Field("recon", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    user: str = Field("recon", pattern=r"^[a-z_][a-z0-9_]{0,62}$",
+                      description="the service's runtime role: DML only, audit_log INSERT-only")
     password: SecretStr | None = Field(None, description="generated per stack when not set")
+    owner_user: str = Field("recon_owner", pattern=r"^[a-z_][a-z0-9_]{0,62}$",
+                            description="owns the database and its tables; migrations run as it")
+    reader_user: str = Field("recon_reader", pattern=r"^[a-z_][a-z0-9_]{0,62}$",
+                             description="read-only role the service reads the replica with")
     replication_user: str = Field("replicator", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
     replication_password: SecretStr | None = None
     max_connections: int = Field(100, ge=10, le=5000)
@@ -390,6 +395,12 @@ class StackSpec(BaseSettings):
                 problems.append(("redis.sentinel.quorum", repr(s.quorum),
                                  f"a majority of the {s.count} Sentinels: {majority}..{s.count}"))
         problems += services.port_problems(self)
+        pg, seen = self.postgres, {"postgres": "the superuser", "exporter": "the exporter's role"}
+        for key in ("owner_user", "user", "reader_user", "replication_user"):
+            name = getattr(pg, key)
+            if name in seen:
+                problems.append((f"postgres.{key}", repr(name), f"a role of its own (not {seen[name]})"))
+            seen.setdefault(name, f"postgres.{key}")
         if self.backend.canary_weight and self.backend.slots[self.backend.idle_slot].version == \
                 self.backend.slots[self.backend.active_slot].version:
             problems.append(("backend.canary_weight", repr(self.backend.canary_weight),

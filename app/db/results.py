@@ -44,16 +44,6 @@ from psycopg.types.json import Jsonb
 from app.engine import match_rate
 from app.records import CURRENCY_EXPONENTS, from_minor
 
-STATISTICS_COLUMNS: dict[str, tuple[str, ...]] = {
-    "records": ("id", "reconciliation_id", "import_id", "side", "currency"),
-    "matches": ("id", "run_id", "status", "kind"),
-    "match_items": ("match_id", "run_id", "record_id", "side", "active"),
-    "discrepancies": ("id", "run_id", "match_id", "field"),
-}
-"""Bulk table -> the columns queries filter and join on. Wide text columns (``raw``,
-``description``) are left out: sampling them is most of ANALYZE's cost and no plan uses them."""
-
-
 def money(amount_minor: int | None, currency: str | None) -> str | None:
     """Minor units as an exact decimal string (``1234, "EUR"`` -> ``"12.34"``); unknown currency: the integer."""
     if amount_minor is None or currency is None or currency not in CURRENCY_EXPONENTS:
@@ -122,9 +112,11 @@ def refresh_statistics(conn: psycopg.Connection) -> None:
     """ANALYZE the bulk tables' join and filter columns (in the caller's transaction).
 
     ANALYZE inside a transaction counts that transaction's own uncommitted rows, and its
-    statistics become visible at commit, together with them.
+    statistics become visible at commit, together with them. ANALYZE needs the tables' owner:
+    the service's role calls ``refresh_bulk_statistics()`` (migration 0008, SECURITY DEFINER,
+    which names the tables and columns).
     """
-    conn.execute("ANALYZE " + ", ".join(f"{table} ({', '.join(cols)})" for table, cols in STATISTICS_COLUMNS.items()))
+    conn.execute("SELECT refresh_bulk_statistics()")
 
 
 def last_import(conn: psycopg.Connection, recon_id: int) -> int:

@@ -72,7 +72,7 @@ class Backend(Concern):
                 image=self.images[slot], members=[f"migrate-{version_slug(version)}"], kind="job",
                 command=["python", "-m", "app", "migrate"],
                 env={k: v for k, v in self.app_env(slot).items() if k in MIGRATE_ENV},
-                secret_env={"RECON_DATABASE_URL": "database_url"},
+                secret_env={"RECON_DATABASE_URL": "migrate_database_url"},  # as the owner role
                 resources=resources_for(self.spec, "migrate"), tier=("data",), user=images.UID,
                 http_client="python", labels={"recon/version": version_slug(version)},
                 after=[PG_PRIMARY])  # the database exists (and is healthy) before migrations run

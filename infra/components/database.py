@@ -3,8 +3,9 @@
 The image is Debian's postgresql-15 with pgBackRest (infra/images.py: recon-postgres). The
 primary initialises an empty data volume itself, as the local target's bootstrap does: initdb
 with the superuser's password from a 0600 file, then, on a server listening on its socket
-only, the roles (the application's owner role, replication, the exporter with pg_monitor),
-the database, pg_stat_statements and one slot per replica; then it stops and starts for real.
+only, the roles (the owner, the service's runtime role, the reader, replication, the exporter
+with pg_monitor; infra/pgroles.py), the database (owned by the owner role), their privileges,
+pg_stat_statements and one slot per replica; then it stops and starts for real.
 A replica whose data directory is empty clones the primary with ``pg_basebackup`` through its
 slot and starts as a hot standby with the rendered ``primary_conninfo``.
 
@@ -15,7 +16,7 @@ local connection in these scripts names it (``-h /tmp``); the Debian default
 
 from __future__ import annotations
 
-from infra import images
+from infra import images, pgroles
 from infra.components.base import Concern
 from infra.components.model import Edge, Port, Probe, Workload
 from infra.components.sizing import resources_for
@@ -34,14 +35,22 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
   pid=$!
   until pg_isready -q -h "$sock"; do sleep 0.2; done
   export PGPASSWORD="$RECON_SUPERUSER_PASSWORD"
-  psql -v ON_ERROR_STOP=1 -h "$sock" -U postgres -d postgres        -v app="$RECON_APP_USER" -v app_pw="$RECON_APP_PASSWORD" -v db="$RECON_DATABASE"        -v repl="$RECON_REPLICATION_USER" -v repl_pw="$RECON_REPLICATION_PASSWORD"        -v exp_pw="$RECON_EXPORTER_PASSWORD" <<'SQL'
+  psql -v ON_ERROR_STOP=1 -h "$sock" -U postgres -d postgres \
+    -v owner="$RECON_OWNER_USER" -v owner_pw="$RECON_OWNER_PASSWORD" \
+    -v app="$RECON_APP_USER" -v app_pw="$RECON_APP_PASSWORD" -v db="$RECON_DATABASE" \
+    -v reader="$RECON_READER_USER" -v reader_pw="$RECON_READER_PASSWORD" \
+    -v repl="$RECON_REPLICATION_USER" -v repl_pw="$RECON_REPLICATION_PASSWORD" \
+    -v exp_pw="$RECON_EXPORTER_PASSWORD" <<'SQL'
+CREATE ROLE :"owner" WITH LOGIN PASSWORD :'owner_pw';
 CREATE ROLE :"app" WITH LOGIN PASSWORD :'app_pw';
+CREATE ROLE :"reader" WITH LOGIN PASSWORD :'reader_pw';
 CREATE ROLE :"repl" WITH LOGIN REPLICATION PASSWORD :'repl_pw';
 CREATE ROLE exporter WITH LOGIN PASSWORD :'exp_pw';
 GRANT pg_monitor TO exporter;
-CREATE DATABASE :"db" OWNER :"app";
+CREATE DATABASE :"db" OWNER :"owner";
 SQL
   psql -v ON_ERROR_STOP=1 -h "$sock" -U postgres -d "$RECON_DATABASE" -c 'CREATE EXTENSION IF NOT EXISTS pg_stat_statements'
+  psql -v ON_ERROR_STOP=1 -h "$sock" -U postgres -d "$RECON_DATABASE" -c "$RECON_PRIVILEGES_SQL"
   for slot in $RECON_REPLICA_SLOTS; do
     psql -v ON_ERROR_STOP=1 -h "$sock" -U postgres -d postgres -c "SELECT pg_create_physical_replication_slot('$slot')"
   done
@@ -84,10 +93,13 @@ class Database(Concern):
         env = {"PGDATA": PGDATA, "RECON_REPLICATION_USER": pg.replication_user}
         out = [Workload(
             name=PG_PRIMARY, members=[PG_PRIMARY], script=PRIMARY,
-            env={**env, "RECON_APP_USER": pg.user, "RECON_DATABASE": pg.database,
+            env={**env, "RECON_APP_USER": pg.user, "RECON_OWNER_USER": pg.owner_user,
+                 "RECON_READER_USER": pg.reader_user, "RECON_DATABASE": pg.database,
+                 "RECON_PRIVILEGES_SQL": pgroles.privileges_sql(pg),
                  "RECON_CONFIG": lay.conf("postgres/primary/postgresql.conf"),
                  "RECON_REPLICA_SLOTS": " ".join(replica_slot(r) for r in lay.postgres_replicas())},
             secret_env={"RECON_SUPERUSER_PASSWORD": "superuser_password", "RECON_APP_PASSWORD": "postgres_password",
+                        "RECON_OWNER_PASSWORD": "owner_password", "RECON_READER_PASSWORD": "reader_password",  # pragma: allowlist secret (names)
                         "RECON_REPLICATION_PASSWORD": "replication_password",
                         "RECON_EXPORTER_PASSWORD": "exporter_password"},
             files=[self.conf("postgres/primary/postgresql.conf"), self.conf("postgres/pg_hba.conf")],
@@ -100,11 +112,11 @@ class Database(Concern):
             out.append(Workload(
                 name="postgres-replica", members=lay.postgres_replicas(), script=REPLICA,
                 env={**env, "RECON_PRIMARY_HOST": primary.host, "RECON_PRIMARY_PORT": str(primary.port),
-                     "RECON_PGPASS": lay.secret("pgpass")},
+                     "RECON_PGPASS": lay.secret("pgpass-replication")},
                 files=[self.conf("postgres/pg_hba.conf")],
                 member_files={m: [self.conf(f"postgres/{m.removeprefix('postgres-')}/postgresql.conf")]
                               for m in lay.postgres_replicas()},
-                secret_files={lay.secret("pgpass"): "pgpass"},
+                secret_files={lay.secret("pgpass-replication"): "pgpass"},
                 # ops/ checks and repairs a replica as the superuser, through the socket
                 secret_env={"RECON_SUPERUSER_PASSWORD": "superuser_password"},
                 peers=[Edge("backend", pg.port), Edge("worker", pg.port), Edge("postgres", pg.port),

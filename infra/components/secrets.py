@@ -6,7 +6,9 @@
 |--------------------------|--------------------------------------------|------------------------|
 | superuser_password       | PostgreSQL's superuser (postgres)          | generated (RandomPassword) |
 | exporter_password        | the metrics exporter's database role      | generated              |
-| postgres_password        | the application's database user           | generated              |
+| postgres_password        | the service's runtime role (DML only)      | generated              |
+| owner_password           | the owner role migrations run as           | generated              |
+| reader_password          | the read-only role (replica reads, dumps)  | generated              |
 | replication_password     | streaming replication user                 | generated              |
 | redis_password           | Redis and Sentinel AUTH                    | generated              |
 | grafana_admin_password   | Grafana's admin user                       | generated              |
@@ -40,6 +42,8 @@ SECRET_KEYS: tuple[str, ...] = (
     "superuser_password",
     "exporter_password",
     "postgres_password",
+    "owner_password",
+    "reader_password",
     "replication_password",
     "redis_password",
     "grafana_admin_password",
@@ -53,6 +57,8 @@ def _from_spec(spec: StackSpec) -> dict[str, object]:
         "superuser_password": None,
         "exporter_password": None,
         "postgres_password": spec.postgres.password,
+        "owner_password": None,
+        "reader_password": None,
         "replication_password": spec.postgres.replication_password,
         "redis_password": spec.redis.password,
         "grafana_admin_password": spec.grafana.admin_password,
@@ -105,16 +111,18 @@ class StackSecrets:
         return out
 
     def derive(self, spec: StackSpec, primary_host: str, replica_hosts: list[str]) -> None:
-        """Add the secrets built from others: DSNs, the replication pgpass file."""
+        """Add the secrets built from others: DSNs (one per role: the service's runtime role,
+        the owner that migrations run as, the read-only reader), the replication pgpass file."""
         pg = spec.postgres
-        user, db = pg.user, pg.database
 
-        def dsn(host: str) -> pulumi.Output[str]:
-            return pulumi.Output.secret(self["postgres_password"].apply(
-                lambda pw: f"postgresql://{user}:{quote(pw, safe='')}@{host}:{pg.port}/{db}"))
+        def dsn(host: str, user: str, secret: str) -> pulumi.Output[str]:
+            return pulumi.Output.secret(self[secret].apply(
+                lambda pw: f"postgresql://{user}:{quote(pw, safe='')}@{host}:{pg.port}/{pg.database}"))
 
-        self.values["database_url"] = dsn(primary_host)
-        self.values["database_replica_url"] = dsn(replica_hosts[0]) if replica_hosts else dsn(primary_host)
+        self.values["database_url"] = dsn(primary_host, pg.user, "postgres_password")
+        self.values["migrate_database_url"] = dsn(primary_host, pg.owner_user, "owner_password")
+        self.values["database_replica_url"] = dsn(replica_hosts[0] if replica_hosts else primary_host,
+                                                  pg.reader_user, "reader_password")
         self.values["alertmanager_web_config"] = pulumi.Output.secret(self["alertmanager_web"].apply(web_config))
         self.values["pgpass"] = pulumi.Output.secret(self["replication_password"].apply(
             lambda pw: f"*:*:*:{pg.replication_user}:{_pgpass_escape(pw)}\n"))

@@ -19,15 +19,16 @@ from pathlib import Path
 
 import psycopg
 from psycopg import sql
+from pydantic import SecretStr
 
-from infra import services, webauth
+from infra import pgroles, services, webauth
 from infra.layout import LocalLayout
 from infra.local.errors import BootstrapError
 from infra.local.privileges import RunAs
 from infra.local.secrets import write_secret_file
 from infra.pgbackrest import BackupPaths, base_argv, secret_files
 from infra.services import PG_PRIMARY, binary, replica_slot
-from infra.spec import StackSpec
+from infra.spec import PostgresSpec, StackSpec
 
 
 def run(argv: list[str], who: RunAs, what: str, env: dict | None = None, timeout: float = 300) -> None:
@@ -136,23 +137,32 @@ def sentinel_secret_lines(spec: StackSpec, secrets: dict) -> str:
 
 
 def write_credentials(spec: StackSpec, layout: LocalLayout, secrets: dict, who: RunAs) -> None:
-    """pgpass for libpq clients (app, replicas, tools), the exporter's password file, and the
-    Redis users and password files (0600, owned by the service user)."""
-    pg = spec.postgres
-    lines = []
-    for proc in layout.postgres_nodes():
-        ep = layout.endpoint(proc)
-        lines += [f"{ep.host}:{ep.port}:*:{pg.user}:{secrets['postgres_app'].get_secret_value()}",
-                  f"{ep.host}:{ep.port}:*:{pg.replication_user}:{secrets['postgres_replication'].get_secret_value()}",
-                  f"{ep.host}:{ep.port}:*:postgres:{secrets['postgres_superuser'].get_secret_value()}",
-                  f"{ep.host}:{ep.port}:*:exporter:{secrets['postgres_exporter'].get_secret_value()}"]
+    """One pgpass per consumer, each with only its own roles' lines (the service: its runtime and
+    reader roles; migrations: the owner; replicas: replication), the exporter's password file,
+    and the Redis users and password files (0600, owned by the service user). The superuser's
+    password is in none of them (``fab`` reads it from secrets.json; pgBackRest has its own)."""
+    files = {name: _pgpass(layout, [(role, secrets[key]) for role, key in roles])
+             for name, roles in pgpass_files(spec).items()}
+    files["exporter-password"] = secrets["postgres_exporter"].get_secret_value()
+    files.update(redis_secret_files(spec, layout, secrets))
     sdir = layout.root / "secrets"
-    files = {"pgpass": "\n".join(lines) + "\n", "exporter-password": secrets["postgres_exporter"].get_secret_value(),
-             **redis_secret_files(spec, layout, secrets)}
     for name, content in files.items():
         write_secret_file(sdir / name, content)
         who.chown(sdir / name)
     (sdir / "secrets.json").exists() and who.chown(sdir / "secrets.json")
+
+
+def pgpass_files(spec: StackSpec) -> dict[str, list[tuple[str, str]]]:
+    """pgpass file name under secrets/ -> the (role, secret name) pairs it holds."""
+    pg = spec.postgres
+    return {"pgpass": [(pg.user, "postgres_app"), (pg.reader_user, "postgres_reader")],
+            "pgpass-migrate": [(pg.owner_user, "postgres_owner")],
+            "pgpass-replication": [(pg.replication_user, "postgres_replication")]}
+
+
+def _pgpass(layout: LocalLayout, roles: list[tuple[str, SecretStr]]) -> str:
+    return "".join(f"{ep.host}:{ep.port}:*:{role}:{password.get_secret_value()}\n"
+                   for ep in map(layout.endpoint, layout.postgres_nodes()) for role, password in roles)
 
 
 def init_primary(layout: LocalLayout, secrets: dict, who: RunAs) -> bool:
@@ -187,9 +197,13 @@ def superuser_conn(spec: StackSpec, layout: LocalLayout, secrets: dict, proc: st
 
 
 def configure_primary(spec: StackSpec, layout: LocalLayout, secrets: dict) -> None:
-    """Roles, database, extension and replication slots; safe to run again."""
+    """Roles, database, privileges (infra/pgroles.py), extension and replication slots; safe to
+    run again. A stack made before the owner role existed (the service's role owned
+    everything) is handed over to it in place, once."""
     pg = spec.postgres
-    roles = [(pg.user, secrets["postgres_app"], "LOGIN"),
+    roles = [(pg.owner_user, secrets["postgres_owner"], "LOGIN"),
+             (pg.user, secrets["postgres_app"], "LOGIN"),
+             (pg.reader_user, secrets["postgres_reader"], "LOGIN"),
              (pg.replication_user, secrets["postgres_replication"], "LOGIN REPLICATION"),
              ("exporter", secrets["postgres_exporter"], "LOGIN")]
     with superuser_conn(spec, layout, secrets) as conn:
@@ -201,15 +215,36 @@ def configure_primary(spec: StackSpec, layout: LocalLayout, secrets: dict) -> No
             conn.execute(sql.SQL(verb + " ROLE {} WITH " + attrs + " PASSWORD {}").format(
                 sql.Identifier(name), sql.Literal(password.get_secret_value())))
         conn.execute("GRANT pg_monitor TO exporter")
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (pg.database,)).fetchone():
+        owner = conn.execute("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s",
+                             (pg.database,)).fetchone()
+        if not owner:
             conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
-                sql.Identifier(pg.database), sql.Identifier(pg.user)))
+                sql.Identifier(pg.database), sql.Identifier(pg.owner_user)))
         for replica in layout.postgres_replicas():
             slot = replica_slot(replica)
             conn.execute("SELECT pg_create_physical_replication_slot(%s) WHERE NOT EXISTS "
                          "(SELECT 1 FROM pg_replication_slots WHERE slot_name = %s)", (slot, slot))
     with superuser_conn(spec, layout, secrets, dbname=pg.database) as conn:
         conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        with conn.transaction():
+            if owner and owner[0] != pg.owner_user:
+                _hand_over(conn, pg, previous=owner[0])
+            conn.execute(pgroles.privileges_sql(pg))
+
+
+def _hand_over(conn: psycopg.Connection, pg: PostgresSpec, previous: str) -> None:
+    """Give a database that ``previous`` owned to the owner role, and the service the DML it
+    had on the existing tables (audit_log: INSERT only, as migration 0008 leaves it)."""
+    ident = {"db": sql.Identifier(pg.database), "owner": sql.Identifier(pg.owner_user),
+             "prev": sql.Identifier(previous), "app": sql.Identifier(pg.user), "reader": sql.Identifier(pg.reader_user)}
+    conn.execute(sql.SQL("ALTER DATABASE {db} OWNER TO {owner}").format(**ident))
+    conn.execute(sql.SQL("REASSIGN OWNED BY {prev} TO {owner}").format(**ident))
+    conn.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {app}; "
+                         "GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {app}; "
+                         "GRANT SELECT ON ALL TABLES IN SCHEMA public TO {reader}; "
+                         "GRANT SELECT ON ALL SEQUENCES IN SCHEMA public TO {reader}").format(**ident))
+    if conn.execute("SELECT to_regclass('public.audit_log')").fetchone()[0]:
+        conn.execute(sql.SQL("REVOKE UPDATE, DELETE, TRUNCATE ON audit_log FROM {app}").format(**ident))
 
 
 def scram_matches(verifier: str | None, password: str) -> bool:
@@ -248,7 +283,7 @@ def clone_replica(spec: StackSpec, layout: LocalLayout, proc: str, who: RunAs, s
     with superuser_conn(spec, layout, secrets, proc=primary) as conn:
         conn.execute("SELECT pg_create_physical_replication_slot(%s) WHERE NOT EXISTS "
                      "(SELECT 1 FROM pg_replication_slots WHERE slot_name = %s)", (slot, slot))
-    env = {"PGPASSFILE": str(layout.root / "secrets" / "pgpass"), "PATH": "/usr/bin:/bin"}
+    env = {"PGPASSFILE": layout.secret("pgpass-replication"), "PATH": "/usr/bin:/bin"}
     try:
         run(basebackup_argv(spec, layout, proc, primary, str(data)), who, f"pg_basebackup for {proc}", env=env)
     except BootstrapError:
@@ -281,6 +316,19 @@ def strip_recovery_targets(auto_conf: Path) -> bool:
         auto_conf.write_text("".join(kept))
         return True
     return False
+
+
+def repoint_passfile(auto_conf: Path, old: str, new: str) -> bool:
+    """Make ``primary_conninfo`` read the password file ``new`` where it names ``old`` (a node
+    cloned while replicas shared the service's pgpass); True when the file changed."""
+    if not auto_conf.exists():
+        return False
+    text = auto_conf.read_text()
+    fixed = text.replace(f"passfile=''{old}''", f"passfile=''{new}''")
+    if fixed == text:
+        return False
+    auto_conf.write_text(fixed)
+    return True
 
 
 def sync_working_config(rendered: Path, working: Path, who: RunAs, extra: str = "") -> bool:

@@ -60,9 +60,8 @@ def app_env(spec: StackSpec, layout: LocalLayout, slot: str | None = None) -> di
     # Every PostgreSQL node in one libpq multi-host URL: a new connection takes the node that
     # accepts writes (read-write) or, for reads, a standby when one answers. After
     # `fab db.failover` the service follows the promoted node without a restart (docs/releases.md).
-    nodes = ",".join(str(layout.endpoint(p)) for p in [*layout.postgres_nodes()])
     env = {
-        "RECON_DATABASE_URL": f"postgresql://{pg.user}@{nodes}/{pg.database}?target_session_attrs=read-write",
+        "RECON_DATABASE_URL": _writer_dsn(spec, layout, pg.user),
         "PGPASSFILE": layout.secret("pgpass"),
         "RECON_REDIS_MASTER_NAME": spec.redis.sentinel.master_name,
         "PYTHONPATH": str(REPO_ROOT),
@@ -70,7 +69,7 @@ def app_env(spec: StackSpec, layout: LocalLayout, slot: str | None = None) -> di
     }
     if layout.postgres_replicas():
         readers = ",".join(str(layout.endpoint(p)) for p in [*layout.postgres_replicas(), PG_PRIMARY])
-        env["RECON_DATABASE_REPLICA_URL"] = (f"postgresql://{pg.user}@{readers}/{pg.database}"
+        env["RECON_DATABASE_REPLICA_URL"] = (f"postgresql://{pg.reader_user}@{readers}/{pg.database}"
                                              "?target_session_attrs=prefer-standby")
     # the service's own Redis ACL user; passwords in 0600 files, never in the environment
     env["RECON_REDIS_USERNAME"] = "app"
@@ -86,12 +85,30 @@ def app_env(spec: StackSpec, layout: LocalLayout, slot: str | None = None) -> di
     return env
 
 
+def migrate_env(spec: StackSpec, layout: LocalLayout, slot: str | None = None) -> dict[str, str]:
+    """The environment ``python -m app migrate`` runs with: the service's, but as the owner role
+    (the service's own role cannot change the schema), with the owner's password file."""
+    env = app_env(spec, layout, slot)
+    env.pop("RECON_DATABASE_REPLICA_URL", None)
+    env["RECON_DATABASE_URL"] = _writer_dsn(spec, layout, spec.postgres.owner_user)
+    env["PGPASSFILE"] = layout.secret("pgpass-migrate")
+    return env
+
+
+def _writer_dsn(spec: StackSpec, layout: LocalLayout, user: str) -> str:
+    """Every PostgreSQL node in one libpq multi-host URL; a new connection takes the node that
+    accepts writes, so after `fab db.failover` the service follows the promoted node."""
+    nodes = ",".join(str(layout.endpoint(p)) for p in layout.postgres_nodes())
+    return f"postgresql://{user}@{nodes}/{spec.postgres.database}?target_session_attrs=read-write"
+
+
 def run_app(spec: StackSpec, layout: LocalLayout, *args: str, slot: str | None = None,
             extra_env: dict[str, str] | None = None, capture: bool = True,
             timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """``python -m app ARGS`` on this machine with the service's environment for ``slot``
     (default: the active one). Secrets go in ``extra_env``, never in ``args``."""
-    env = {**os.environ, **app_env(spec, layout, slot or spec.backend.active_slot), **(extra_env or {})}
+    base = migrate_env if args[:1] == ("migrate",) else app_env
+    env = {**os.environ, **base(spec, layout, slot or spec.backend.active_slot), **(extra_env or {})}
     return subprocess.run([sys.executable, "-m", "app", *args], env=env, text=True,
                           capture_output=capture, timeout=timeout)
 

@@ -22,7 +22,7 @@ from infra.layout import LocalLayout
 from infra.local import bootstrap
 from infra.local.errors import LocalTargetError, TargetError
 from infra.local.privileges import RunAs, service_identity
-from infra.local.processes import Process, app_env, http_get, plan
+from infra.local.processes import Process, app_env, http_get, migrate_env, plan
 from infra.local.secrets import load_or_create
 from infra.local.supervisor import Supervisor, render_config
 from infra.local.tls import ensure_certificates
@@ -102,6 +102,10 @@ class LocalTarget:
     def app_env(self, slot: str | None = None) -> dict[str, str]:
         """The service's environment for ``slot`` (default: the active one); no secret in it."""
         return app_env(self.spec, self.layout, slot or self.spec.backend.active_slot)
+
+    def migrate_env(self, slot: str | None = None) -> dict[str, str]:
+        """What ``python -m app migrate`` runs with for ``slot``: as the owner role; no secret in it."""
+        return migrate_env(self.spec, self.layout, slot or self.spec.backend.active_slot)
 
     @property
     def service_user(self) -> str | None:
@@ -196,6 +200,7 @@ class LocalTarget:
 
         changed_conf = set(result.configs_changed)
         info = self.supervisor.info()
+        self._repoint_replication_passfiles(info)
         for stage in sorted({p.stage for p in procs}):
             stage_procs = [p for p in procs if p.stage == stage]
             not_running = [p for p in stage_procs if info.get(p.name, {}).get("statename") != "RUNNING"]
@@ -248,6 +253,16 @@ class LocalTarget:
             bootstrap.configure_primary(self.spec, self.layout, secrets)
         if stage == 0 and self.spec.backup.enabled:
             bootstrap.stanza_create(self.spec, self.layout, service_identity())
+
+    def _repoint_replication_passfiles(self, info: dict) -> None:
+        """Nodes cloned before replication had its own pgpass read the service's, which no
+        longer holds the replication role's line: point them at theirs (a reload suffices)."""
+        for proc in self.layout.postgres_nodes():
+            auto = Path(self.layout.data(proc)) / "postgresql.auto.conf"
+            if bootstrap.repoint_passfile(auto, self.layout.secret("pgpass"), self.layout.secret("pgpass-replication")):
+                self.say(f"{proc}: primary_conninfo now reads the replication role's own password file")
+                if info.get(proc, {}).get("statename") == "RUNNING":
+                    self.supervisor.signal(proc, "HUP")
 
     def _migrate(self) -> None:
         """Apply the service's migrations (``python -m app migrate``) before it starts."""

@@ -310,7 +310,7 @@ def clone(r: Rebuild) -> None:
     def go():
         _pg(r.driver, r.primary, "SELECT count(*) FROM (SELECT pg_create_physical_replication_slot(%s) WHERE NOT "
                                  "EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = %s)) s", (slot, slot))
-        res = ex.run(argv, env={"PGPASSFILE": t.layout.secret("pgpass")}, check=False, timeout=1800)
+        res = ex.run(argv, env={"PGPASSFILE": t.layout.secret("pgpass-replication")}, check=False, timeout=1800)
         if not res.ok:
             ex.run(f"rm -rf {shlex.quote(data)} && mkdir -m 0700 {shlex.quote(data)}", check=False)  # nothing half-done
             raise CommandFailed(res)

@@ -143,7 +143,7 @@ class LocalRelease:
     def migrate(self, slot: str) -> object:
         """Apply migrations with ``slot``'s environment (same code, the version it will run)."""
         t = self.target()
-        env = t.app_env(slot)
+        env = t.migrate_env(slot)  # as the owner role: the service's own role cannot change the schema
         env.pop("PYTHONPATH", None)
         cmd = f"cd {shlex.quote(str(REPO_ROOT))} && {shlex.quote(sys.executable)} -m app migrate"
         return self.inventory.get(f"backend-{slot}-1").executor.run(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import ssl
 import subprocess
 import sys
@@ -107,6 +108,26 @@ def test_the_service_answers_through_nginx_over_tls(staging):
         assert "on docker" in listed.text
     cert = ssl.get_server_certificate(("127.0.0.1", spec.nginx.https_port))
     assert "BEGIN CERTIFICATE" in cert  # a real certificate from the tls resources the program declares
+
+
+def test_the_service_runs_as_its_least_privileged_role(staging):
+    """The migration job ran as the owner role; the backend's DSN logs in as the runtime role,
+    which cannot change the audit log or the schema (the local probes: tests/security)."""
+    pg = staging[0].postgres
+    script = "\n".join([
+        "import os, psycopg",
+        "c = psycopg.connect(os.environ['RECON_DATABASE_URL'], autocommit=True)",
+        "print(*c.execute(\"SELECT current_user, pg_get_userbyid(relowner) FROM pg_class "
+        "WHERE relname = 'audit_log'\").fetchone())",
+        "c.execute('SELECT refresh_bulk_statistics()')",
+        "for s in ('DELETE FROM audit_log', 'UPDATE audit_log SET actor = actor', 'CREATE TABLE probe (x int)'):",
+        "    try:",
+        "        c.execute(s)",
+        "        print('allowed:', s)",
+        "    except psycopg.errors.InsufficientPrivilege:",
+        "        print('denied')"])
+    out = dexec("recon-staging-backend-blue-1", f"python -c {shlex.quote(script)}").splitlines()
+    assert out == [f"{pg.user} {pg.owner_user}", "denied", "denied", "denied"]
 
 
 def test_replication_streams_and_the_replica_refuses_writes(staging):

@@ -42,10 +42,10 @@ def test_database_docker(staging):
     replica = staging.get(CONTAINER, "postgres-replica-1")
     files = {u["file"]: u for u in replica.props["uploads"]}
     # delivered where the rendered primary_conninfo's passfile= and the script's PGPASSFILE look
-    assert files["/etc/recon/secrets/pgpass"]["permissions"] == "0600"
+    assert files["/etc/recon/secrets/pgpass-replication"]["permissions"] == "0600"
     conf = files["/etc/recon/postgres/replica-1/postgresql.conf"]["content"]
-    assert "passfile=/etc/recon/secrets/pgpass" in conf
-    assert docker_env(replica)["RECON_PGPASS"] == "/etc/recon/secrets/pgpass"
+    assert "passfile=/etc/recon/secrets/pgpass-replication" in conf
+    assert docker_env(replica)["RECON_PGPASS"] == "/etc/recon/secrets/pgpass-replication"
     assert "primary_slot_name = 'replica_1'" in files["/etc/recon/postgres/replica-1/postgresql.conf"]["content"]
     assert docker_env(primary)["RECON_REPLICA_SLOTS"] == "replica_1"
 
@@ -63,7 +63,7 @@ def test_database_kubernetes(production):
                                                                        "key": "superuser_password"}}
     # the replica's pgpass is copied by an init container so it can be 0600 and owned by postgres
     init = replica.props["spec"]["template"]["spec"]["initContainers"][0]
-    assert "chmod 600 /etc/recon/secrets/pgpass" in init["command"][2]
+    assert "chmod 600 /etc/recon/secrets/pgpass-replication" in init["command"][2]
     assert '/etc/recon/postgres/${RECON_MEMBER#postgres-}/postgresql.conf' in main_container(replica)["command"][2]
 
 

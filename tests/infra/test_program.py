@@ -39,7 +39,7 @@ EXPECTED = {
         # with rendered or secret files (2 pg, 2 redis, 3 sentinel, nginx, prometheus, alertmanager,
         # grafana, the postgres exporter's password file)
         "docker:index/volume:Volume": 21,
-        "random:index/randomPassword:RandomPassword": 8,  # SECRET_KEYS (infra/components/secrets.py)
+        "random:index/randomPassword:RandomPassword": 10,  # SECRET_KEYS (infra/components/secrets.py)
         "tls:index/privateKey:PrivateKey": 1,    # self-signed staging TLS (no recon:tls_cert set)
         "tls:index/selfSignedCert:SelfSignedCert": 1,
     },
@@ -60,7 +60,7 @@ EXPECTED = {
         "kubernetes:policy/v1:PodDisruptionBudget": 5,  # postgres(2), redis(3), sentinel(3), backend(6), worker(4)
         "kubernetes:rbac.authorization.k8s.io/v1:Role": 1,
         "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding": 1,
-        "random:index/randomPassword:RandomPassword": 8,
+        "random:index/randomPassword:RandomPassword": 10,
     },
 }
 
@@ -109,10 +109,11 @@ def test_outputs_resolve_and_dsns_are_secret(any_stack):
     outputs = any_stack.stack.outputs
     inv = outputs["inventory"]
     assert resolve(outputs["active_slot"]) == any_stack.spec.backend.active_slot
-    for key in ("dsn", "replica_dsn"):
+    pg = any_stack.spec.postgres
+    for key, role in (("dsn", pg.user), ("replica_dsn", pg.reader_user)):
         dsn = inv["postgres"][key]
         assert is_secret(dsn), key
-        assert resolve(dsn).startswith(f"postgresql://{any_stack.spec.postgres.user}:mocksecret")
+        assert resolve(dsn).startswith(f"postgresql://{role}:mocksecret"), key
     assert is_secret(inv["redis"]["password"])
     assert resolve(outputs["endpoints"])["public"].startswith("https://")
 

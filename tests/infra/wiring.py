@@ -83,9 +83,9 @@ class Extra:
 SUPPLEMENT: tuple[Extra, ...] = (
     # Each belongs in the catalogue (infra/services.py: connects_to, ports); listed here so the
     # checks hold the Kubernetes stack to them until they move there.
-    Extra("migrate", PG_PRIMARY, "main", "postgres_app",
-          "the migration Job (python -m app migrate) writes the schema on the primary"),
-    Extra("backup", "postgres-replica", "main", "postgres_app",
+    Extra("migrate", PG_PRIMARY, "main", "postgres_owner",
+          "the migration Job (python -m app migrate) writes the schema on the primary, as the owner role"),
+    Extra("backup", "postgres-replica", "main", "postgres_reader",
           "the logical backup CronJob dumps from the replica (infra/components/backups.py)"),
     Extra("prometheus", "worker", PortDef("metrics", "backend.port", offset=1), None,
           "Prometheus discovers the workers' metrics port (infra/kubernetes/prometheus.py); the "
@@ -120,6 +120,8 @@ WEBHOOK = ("alertmanager", "cidr:0.0.0.0/0", 443, "TCP")
 SECRET_KEYS = {
     # catalogue secret -> the stack secret that holds it (infra/components/secrets.py)
     "postgres_app": "postgres_password",
+    "postgres_owner": "owner_password",
+    "postgres_reader": "reader_password",
     "postgres_replication": "replication_password",
     "postgres_exporter": "exporter_password",
 }
@@ -186,7 +188,8 @@ def links(spec: StackSpec) -> list[Link]:
 def secret_roles(spec: StackSpec) -> dict[str, str]:
     """Catalogue secret -> the PostgreSQL role it logs in as (the spec; the catalogue's exporter env)."""
     exporter = dict(services.service("postgres-exporter").env).get("DATA_SOURCE_USER", "exporter")
-    return {"postgres_app": spec.postgres.user, "postgres_replication": spec.postgres.replication_user,
+    return {"postgres_app": spec.postgres.user, "postgres_owner": spec.postgres.owner_user,
+            "postgres_reader": spec.postgres.reader_user, "postgres_replication": spec.postgres.replication_user,
             "postgres_exporter": exporter}
 
 

@@ -78,6 +78,46 @@ def test_service_database_url_lists_every_node_and_wants_a_writable_one():
     assert env["RECON_DATABASE_URL"] == ("postgresql://recon@127.0.0.1:15432,127.0.0.1:15433/recon"
                                          "?target_session_attrs=read-write")
     assert env["RECON_DATABASE_REPLICA_URL"].endswith("?target_session_attrs=prefer-standby")
+    assert env["RECON_DATABASE_REPLICA_URL"].startswith("postgresql://recon_reader@")  # read-only role
+    assert env["PGPASSFILE"].endswith("/secrets/pgpass")
+
+
+def test_migrations_run_as_the_owner_with_its_own_password_file():
+    from infra.layout import LocalLayout
+    from infra.local.processes import migrate_env
+    spec = StackSpec()
+    env = migrate_env(spec, LocalLayout(spec))
+    assert env["RECON_DATABASE_URL"].startswith("postgresql://recon_owner@127.0.0.1:15432,127.0.0.1:15433/")
+    assert env["PGPASSFILE"].endswith("/secrets/pgpass-migrate")
+    assert "RECON_DATABASE_REPLICA_URL" not in env
+
+
+def test_password_files_hold_only_their_consumers_roles(tmp_path):
+    from pydantic import SecretStr
+
+    from infra.layout import LocalLayout
+    from infra.local import bootstrap
+    spec = StackSpec()
+    layout, secrets = LocalLayout(spec), {}
+    for files in bootstrap.pgpass_files(spec).values():
+        secrets.update({key: SecretStr(f"pw-{key}") for _, key in files})
+    out = {name: bootstrap._pgpass(layout, [(role, secrets[key]) for role, key in roles])
+           for name, roles in bootstrap.pgpass_files(spec).items()}
+    assert out["pgpass-replication"] == ("127.0.0.1:15432:*:replicator:pw-postgres_replication\n"
+                                         "127.0.0.1:15433:*:replicator:pw-postgres_replication\n")
+    assert {ln.split(":")[3] for ln in out["pgpass"].splitlines()} == {"recon", "recon_reader"}
+    assert {ln.split(":")[3] for ln in out["pgpass-migrate"].splitlines()} == {"recon_owner"}
+
+
+def test_a_replica_cloned_with_the_shared_pgpass_is_pointed_at_its_own(tmp_path):
+    from infra.local.bootstrap import repoint_passfile
+    auto = tmp_path / "postgresql.auto.conf"
+    auto.write_text("primary_conninfo = 'user=replicator passfile=''/s/secrets/pgpass'' host=127.0.0.1'\n"
+                    "primary_slot_name = 'replica_1'\n")
+    assert repoint_passfile(auto, "/s/secrets/pgpass", "/s/secrets/pgpass-replication")
+    assert "passfile=''/s/secrets/pgpass-replication''" in auto.read_text()
+    assert not repoint_passfile(auto, "/s/secrets/pgpass", "/s/secrets/pgpass-replication")  # once
+    assert not repoint_passfile(tmp_path / "missing.conf", "a", "b")
 
 
 class FakeProm:

@@ -112,3 +112,78 @@ def test_alertmanager_answers_only_with_basic_auth(running_stack, layout, secret
     assert httpx.get(f"{base}/api/v2/alerts", timeout=5).status_code == 401
     auth = ("recon", secrets["alertmanager_web"].get_secret_value())
     assert httpx.get(f"{base}/api/v2/status", auth=auth, timeout=5).status_code == 200
+
+
+# -- PostgreSQL: least privilege ----------------------------------------------------------------
+def _pg(running_stack, role: str, secrets, secret: str, node: str = "postgres-primary"):
+    import psycopg
+    spec, ep = running_stack.spec, running_stack.layout.endpoint(node)
+    return psycopg.connect(host=ep.host, port=ep.port, dbname=spec.postgres.database, user=role,
+                           password=secrets[secret].get_secret_value(), connect_timeout=3)
+
+
+def test_the_audit_log_is_insert_only_for_the_service(running_stack, secrets):
+    """Before: the service's role owned audit_log and could UPDATE, DELETE or TRUNCATE it."""
+    import psycopg
+    with _pg(running_stack, running_stack.spec.postgres.user, secrets, "postgres_app") as conn:
+        with conn.transaction(force_rollback=True):
+            conn.execute("INSERT INTO audit_log (actor, action, entity) VALUES ('probe', 'probe', 'probe')")
+            assert conn.execute("SELECT count(*) FROM audit_log WHERE actor = 'probe'").fetchone()[0] == 1
+        for statement in ("UPDATE audit_log SET actor = 'x'", "DELETE FROM audit_log", "TRUNCATE audit_log",
+                          "ALTER TABLE audit_log DISABLE TRIGGER ALL", "DROP TABLE audit_log"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege), conn.transaction(force_rollback=True):
+                conn.execute(statement)
+
+
+def test_the_service_role_cannot_change_the_schema(running_stack, secrets):
+    """Migrations run as the owner role; the service's own role has DML only."""
+    import psycopg
+    with _pg(running_stack, running_stack.spec.postgres.user, secrets, "postgres_app") as conn:
+        for statement in ("CREATE TABLE probe (id int)", "ALTER TABLE records ADD COLUMN probe int",
+                          "DROP TABLE records", "CREATE FUNCTION probe() RETURNS int LANGUAGE sql AS 'SELECT 1'"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege), conn.transaction(force_rollback=True):
+                conn.execute(statement)
+        notices: list[str] = []
+        conn.add_notice_handler(lambda diag: notices.append(diag.message_primary or ""))
+        conn.execute("ANALYZE records")  # a non-owner's ANALYZE does not fail: it skips, with a warning
+        assert any("skipping" in n for n in notices), notices
+        conn.execute("SELECT refresh_bulk_statistics()")  # the one owner-only task it needs, nothing more
+        conn.rollback()
+
+
+def test_the_reader_role_only_reads(running_stack, secrets):
+    import psycopg
+    with _pg(running_stack, running_stack.spec.postgres.reader_user, secrets, "postgres_reader") as conn:
+        conn.execute("SELECT count(*) FROM records").fetchone()
+        for statement in ("INSERT INTO audit_log (id, actor, action, entity) VALUES (-1, 'p', 'p', 'p')",
+                          "UPDATE jobs SET stage = stage", "DELETE FROM api_tokens"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege), conn.transaction(force_rollback=True):
+                conn.execute(statement)
+
+
+def test_no_table_belongs_to_the_services_role(running_stack, secrets):
+    from infra.local.bootstrap import superuser_conn
+    pg = running_stack.spec.postgres
+    with superuser_conn(running_stack.spec, running_stack.layout, secrets, dbname=pg.database) as conn:
+        owned = conn.execute("SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                             "WHERE n.nspname = 'public' AND pg_get_userbyid(c.relowner) IN (%s, %s)",
+                             (pg.user, pg.reader_user)).fetchall()
+        migrated_by = conn.execute("SELECT pg_get_userbyid(relowner) FROM pg_class WHERE relname = 'schema_migrations'"
+                                   ).fetchone()[0]
+    assert owned == []
+    assert migrated_by == pg.owner_user
+
+
+def test_each_password_file_holds_only_its_consumers_roles(running_stack, secrets):
+    """Before: one pgpass held every role's password, the superuser's included, and the service read it."""
+    pg = running_stack.spec.postgres
+    sdir = running_stack.root / "secrets"
+    expected = {"pgpass": {pg.user, pg.reader_user}, "pgpass-migrate": {pg.owner_user},
+                "pgpass-replication": {pg.replication_user}}
+    for name, roles in expected.items():
+        lines = [ln for ln in (sdir / name).read_text().splitlines() if ln.strip()]
+        assert {ln.split(":")[3] for ln in lines} == roles, name
+    superuser = secrets["postgres_superuser"].get_secret_value()
+    holders = [str(p.relative_to(sdir)) for p in sdir.rglob("*") if p.is_file() and p.name != "secrets.json"
+               and superuser in p.read_text(errors="replace")]
+    assert holders == ["pgbackrest/pgpass"]  # pgBackRest's socket login, read by backups only

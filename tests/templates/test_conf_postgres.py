@@ -119,7 +119,7 @@ def test_replica_config_streams_from_the_primary(cluster, find_tool, run_cmd):
     assert conninfo == {"host": primary.host, "port": str(primary.port),
                         "user": r.spec.postgres.replication_user,
                         "application_name": "postgres-replica-1",
-                        "passfile": r.layout.secret("pgpass")}
+                        "passfile": r.layout.secret("pgpass-replication")}
     assert setting("hot_standby") == "on"
     primary_text = r.text("postgres/primary/postgresql.conf")
     assert "primary_conninfo" not in primary_text and "primary_slot_name" not in primary_text

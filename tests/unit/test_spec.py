@@ -118,6 +118,10 @@ CASES = {
                                   "at most memory_limit_mib (512)"),
     "autoscale-below-replicas": ({"backend": {"replicas": 5, "autoscale_max": 3}},
                                  "backend.autoscale_max", "3", "at least backend.replicas (5)"),
+    "role-shared": ({"postgres": {"reader_user": "recon"}}, "postgres.reader_user", "'recon'",
+                    "a role of its own (not postgres.user)"),
+    "role-superuser": ({"postgres": {"owner_user": "postgres"}}, "postgres.owner_user", "'postgres'",
+                       "not the superuser"),
     "bad-literal": ({"backend": {"active_slot": "red"}}, "backend.active_slot", "'red'", "'blue' or 'green'"),
 }
 
