@@ -170,8 +170,8 @@ class Chaos:
     # -- writes ----------------------------------------------------------------------------
     def start_writers(self) -> tuple[ApiWriter, DbWriter]:
         t = self.target()
-        env = t.app_env()
-        with psycopg.connect(env["RECON_DATABASE_URL"], passfile=env["PGPASSFILE"], autocommit=True) as conn:
+        env, owner = t.app_env(), t.migrate_env()  # the table as the owner role; the writes as the service's
+        with psycopg.connect(owner["RECON_DATABASE_URL"], passfile=owner["PGPASSFILE"], autocommit=True) as conn:
             conn.execute("CREATE TABLE IF NOT EXISTS chaos_writes (name text PRIMARY KEY, at timestamptz DEFAULT now())")
         res = subprocess.run([sys.executable, "-m", "app", "token", "create", "--name", "chaos", "--role", "operator"],
                              cwd=REPO, env={**os.environ, **env}, capture_output=True, text=True, timeout=60)
