@@ -209,11 +209,36 @@ class AlertThresholds(_Section):
     backup_max_age_hours: int = Field(26, ge=1, le=24 * 31)
 
 
+HTTP_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 2.5, 5.0, 10.0, 30.0)
+"""The service's request-latency histogram buckets (app/metrics.py; a test keeps them equal):
+a latency objective can only count requests at a bucket boundary."""
+
+
+class SloSpec(_Section):
+    """Service level objectives over the HTTP API, alerted on with multiwindow, multi-burn-rate
+    rules (Google SRE workbook): the error budget spent 14.4x too fast over 1h and 5m or 6x over
+    6h and 30m pages (critical); 3x over 1d and 2h or 1x over 3d and 6h opens a ticket (warning).
+    Defaults: the specification's availability target (> 99.9 %) and its load-test ensure
+    (p95 < 2 s)."""
+
+    availability_percent: float = Field(99.9, ge=90, lt=100, description="requests answered without a 5xx")
+    latency_seconds: float = Field(2.0, description="latency objective's threshold (a histogram bucket)")
+    latency_percent: float = Field(95.0, ge=50, lt=100, description="requests answered within latency_seconds")
+
+    @field_validator("latency_seconds")
+    @classmethod
+    def _a_bucket(cls, v: float) -> float:
+        if v not in HTTP_LATENCY_BUCKETS:
+            raise ValueError(f"one of the service's histogram buckets {list(HTTP_LATENCY_BUCKETS)}")
+        return v
+
+
 class PrometheusSpec(_Section):
     port: Port = port(19090, "web")
     scrape_interval_s: int = Field(5, ge=1, le=300)
     retention_days: int = Field(15, ge=1, le=3650)
     alerts: AlertThresholds = AlertThresholds()
+    slo: SloSpec = SloSpec()
     storage_gib: int = Field(10, ge=1, le=16384)
 
 

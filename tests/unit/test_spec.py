@@ -122,6 +122,8 @@ CASES = {
                     "a role of its own (not postgres.user)"),
     "role-superuser": ({"postgres": {"owner_user": "postgres"}}, "postgres.owner_user", "'postgres'",
                        "not the superuser"),
+    "slo-latency-not-a-bucket": ({"prometheus": {"slo": {"latency_seconds": 1.7}}}, "prometheus.slo.latency_seconds",
+                                 "1.7", "one of the service's histogram buckets"),
     "bad-literal": ({"backend": {"active_slot": "red"}}, "backend.active_slot", "'red'", "'blue' or 'green'"),
 }
 
