@@ -125,6 +125,21 @@ class LocalLayout(Layout):
     def secret(self, name: str) -> str:
         return str(self.root / "secrets" / name)
 
+    def tls(self, name: str) -> str:
+        """The stack's CA and server certificate (infra/local/tls.py): ca.crt, server.crt, server.key."""
+        return str(self.root / "tls" / name)
+
+    def pg_tls(self) -> dict[str, str]:
+        """libpq parameters every client of PostgreSQL on this target uses: TLS, and the server's
+        certificate checked against the stack's CA for the host name connected to.
+
+        Trap: without ``sslcert`` libpq looks for a client certificate under $HOME/.postgresql,
+        and a service started by root as the service user inherits HOME=/root, which it may not
+        read: the connection then fails. No client certificates are used; ``sslcert`` names a
+        file that never exists (libpq goes on without one)."""
+        return {"sslmode": "verify-full", "sslrootcert": self.tls("ca.crt"),
+                "sslcert": self.tls("no-client-certificate")}
+
 
 class ContainerLayout(Layout):
     """One container (Docker) or pod (Kubernetes) per process, each on its standard port.

@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import jinja2
@@ -48,9 +48,10 @@ class RenderContext:
     postgres_primary: str = PG_PRIMARY
     """The PostgreSQL node that holds the primary role now (after a failover, a former replica):
     pgBackRest backs up and archives from it."""
-    redis_acl: bool = False
-    """Redis reads its users from an ACL file and its replication credentials from an include,
-    both 0600 files the target writes under ``layout.secret`` (the local target)."""
+    pg_tls: dict[str, str] = field(default_factory=dict)
+    """When set (the local target): PostgreSQL serves TLS with ``tls_cert``/``tls_key`` and
+    accepts TCP clients over TLS only (``hostssl``); replicas connect to the primary with these
+    libpq parameters (``LocalLayout.pg_tls``: verify-full against the stack's CA)."""
 
 
 @functools.lru_cache(maxsize=1)

@@ -186,30 +186,33 @@ _PG = dict(kind="postgres", package="postgresql-15", binary=str(PG_BIN / "postgr
 _REDIS = dict(kind="redis", package="redis-server", binary="/usr/bin/redis-server", argv=("{bin}", "{data}/redis.conf"),
               data="/data", templates=("redis/{member}.conf",), health="redis",
               ports=(PortDef("main", "redis.port"),))
-_APP = (Connection(PG_PRIMARY, secret="postgres_app"), Connection("postgres-replica", secret="postgres_reader"),
-        Connection("sentinel"), Connection(REDIS_PRIMARY), Connection("redis-replica"),
-        Connection("jaeger", "otlp"))
+_APP = (Connection(PG_PRIMARY, secret="postgres_app"), Connection("postgres-replica", secret="postgres_reader"),  # pragma: allowlist secret
+        Connection("sentinel", secret="sentinel_auth"), Connection(REDIS_PRIMARY, secret="redis_app"),  # pragma: allowlist secret
+        Connection("redis-replica", secret="redis_app"), Connection("jaeger", "otlp"))  # pragma: allowlist secret
 
 CATALOGUE: tuple[Service, ...] = (
     Service(PG_PRIMARY, members=_one(PG_PRIMARY), stage=0,
             templates=("postgres/primary/postgresql.conf", "postgres/pg_hba.conf"),
-            connects_to=(Connection("postgres-replica", secret="postgres_replication"),), **_PG),
+            connects_to=(Connection("postgres-replica", secret="postgres_replication"),), **_PG),  # pragma: allowlist secret
     Service("postgres-replica", members=_numbered("postgres-replica", "postgres.replicas", 1), stage=1,
             templates=("postgres/{short}/postgresql.conf", "postgres/pg_hba.conf"),
             # after a failover a former replica is the primary the others stream from
-            connects_to=(Connection(PG_PRIMARY, secret="postgres_replication"),
-                         Connection("postgres-replica", secret="postgres_replication")), **_PG),
+            connects_to=(Connection(PG_PRIMARY, secret="postgres_replication"),  # pragma: allowlist secret
+                         Connection("postgres-replica", secret="postgres_replication")), **_PG),  # pragma: allowlist secret
     # every Redis asks the Sentinels whom to follow when it starts (after a failover, the
     # process named redis-primary may be a replica of a former replica)
     Service(REDIS_PRIMARY, members=_one(REDIS_PRIMARY), stage=1,
-            connects_to=(Connection("sentinel"), Connection("redis-replica")), **_REDIS),
+            connects_to=(Connection("sentinel", secret="sentinel_auth"),  # pragma: allowlist secret
+                         Connection("redis-replica", secret="redis_replication")), **_REDIS),  # pragma: allowlist secret
     Service("redis-replica", members=_numbered("redis-replica", "redis.replicas", 1), stage=1,
-            connects_to=(Connection(REDIS_PRIMARY), Connection("sentinel"), Connection("redis-replica")), **_REDIS),
+            connects_to=(Connection(REDIS_PRIMARY, secret="redis_replication"), Connection("sentinel", secret="sentinel_auth"),  # pragma: allowlist secret
+                         Connection("redis-replica", secret="redis_replication")), **_REDIS),  # pragma: allowlist secret
     Service("sentinel", kind="sentinel", members=_numbered("sentinel", "redis.sentinel.count", 0), stage=2,
             package="redis-sentinel", binary="/usr/bin/redis-sentinel", argv=("{bin}", "{data}/sentinel.conf"),
             data="/data", templates=("redis/{member}.conf",), health="sentinel", enabled="redis.failover",
             ports=(PortDef("main", "redis.sentinel.port"),),
-            connects_to=(Connection(REDIS_PRIMARY), Connection("redis-replica"), Connection("sentinel"))),
+            connects_to=(Connection(REDIS_PRIMARY, secret="redis_sentinel"), Connection("redis-replica", secret="redis_sentinel"),  # pragma: allowlist secret
+                         Connection("sentinel", secret="sentinel_auth"))),  # pragma: allowlist secret
     Service("backend", kind="backend", members=_backends, stage=3, binary="{python}",
             argv=("{python}", "-m", "app", "serve", "--host", "{host}", "--port", "{port}"),
             env=(("app", "{app_env}"),), health="backend", stop_wait_s=20, stop_as_group=True,
@@ -220,17 +223,17 @@ CATALOGUE: tuple[Service, ...] = (
     Service("postgres-exporter", kind="exporter", members=_stateless("postgres-exporter"), stage=3,
             package="prometheus-postgres-exporter", binary="/usr/bin/prometheus-postgres-exporter",
             argv=("{bin}", "--web.listen-address={listen}", "--auto-discover-databases"),
-            env=(("DATA_SOURCE_URI", "{primary_endpoint}/postgres?sslmode=disable"),
+            env=(("DATA_SOURCE_URI", "{primary_endpoint}/postgres?{pg_tls}"),
                  ("DATA_SOURCE_USER", "exporter"), ("DATA_SOURCE_PASS_FILE", "{secret:exporter-password}")),
             health="exporter", ports=(PortDef("main", "exporters.postgres_port"),), scrape="postgres",
-            connects_to=(Connection(PG_PRIMARY, secret="postgres_exporter"),)),
+            connects_to=(Connection(PG_PRIMARY, secret="postgres_exporter"),)),  # pragma: allowlist secret
     Service("redis-exporter", kind="exporter", members=_stateless("redis-exporter"), stage=3,
             package="prometheus-redis-exporter", binary="/usr/bin/prometheus-redis-exporter",
             argv=("{bin}", "-redis.addr", "redis://{endpoint:redis-primary}", "-web.listen-address", "{listen}"),
-            # its own ACL user (local target; the container targets still use one requirepass)
+            # its own ACL user (infra/redisacl.py), on every target
             env=(("REDIS_USER", "exporter"), ("REDIS_PASSWORD_FILE", "{secret:redis-exporter.json}")),
             health="exporter", ports=(PortDef("main", "exporters.redis_port"),), scrape="redis",
-            connects_to=(Connection(REDIS_PRIMARY),)),
+            connects_to=(Connection(REDIS_PRIMARY, secret="redis_exporter"),)),  # pragma: allowlist secret
     Service("node-exporter", kind="exporter", members=_stateless("node-exporter"), stage=3,
             package="prometheus-node-exporter", binary="/usr/bin/prometheus-node-exporter",
             argv=("{bin}", "--web.listen-address={listen}", "--collector.textfile.directory={data}"),
@@ -409,6 +412,9 @@ class Fill:
     """The service's environment for a backend or worker member (its slot's version)."""
     primary: str = PG_PRIMARY
     """The PostgreSQL node holding the primary role now (``{primary_endpoint}``)."""
+    pg_tls: str = "sslmode=disable"
+    """``{pg_tls}``: the URL query a PostgreSQL client connects with (the local target: TLS,
+    verified against the stack's CA; the containers' private network: plain)."""
 
 
 def command(s: Service, member: str, fill: Fill) -> list[str]:
@@ -458,6 +464,8 @@ def _fill(text: str, s: Service, member: str, fill: Fill) -> str:
             out.append(str(lay.endpoint(arg)))
         elif kind == "primary_endpoint":
             out.append(str(lay.endpoint(fill.primary)))
+        elif kind == "pg_tls":
+            out.append(fill.pg_tls)
         elif kind == "secret":
             out.append(lay.secret(arg))
         elif kind == "short":

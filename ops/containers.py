@@ -32,7 +32,9 @@ from ops.executors import executor
 from ops.inventory import Inventory, Service, load_inventory
 
 PSQL = "PGPASSWORD=\"$RECON_SUPERUSER_PASSWORD\" psql -X -At -h /tmp -U postgres -d postgres -c"
-REDIS_CLI = 'REDISCLI_AUTH="$REDIS_PASSWORD" redis-cli'
+REDIS_CLI = 'REDISCLI_AUTH="$REDIS_OPS_PASSWORD" redis-cli --no-auth-warning --user ops'
+SENTINEL_CLI = 'REDISCLI_AUTH="$SENTINEL_PASSWORD" redis-cli --no-auth-warning'
+"""In a Redis container: the ops ACL user; in a Sentinel's: the Sentinels' own password (infra/redisacl.py)."""
 
 
 class ContainerStatus:
@@ -111,15 +113,15 @@ class ContainerStatus:
     def _sentinel(self, svc: Service) -> tuple[bool, str]:
         name = shlex.quote(self.spec.redis.sentinel.master_name)
         port = svc.port
-        addr = self.sh(svc, f"redis-cli -p {port} SENTINEL get-master-addr-by-name {name}").split()
-        quorum = self.sh(svc, f"redis-cli -p {port} SENTINEL ckquorum {name}")
+        addr = self.sh(svc, f"{SENTINEL_CLI} -p {port} SENTINEL get-master-addr-by-name {name}").split()
+        quorum = self.sh(svc, f"{SENTINEL_CLI} -p {port} SENTINEL ckquorum {name}")
         ok = quorum.startswith("OK")
         return ok, f"master {':'.join(addr) or 'none'}, " + ("quorum reachable" if ok else f"quorum: {quorum}")
 
     def sentinels_master(self) -> tuple[str, int] | None:
         for svc in self.inventory.of_kind("sentinel"):
             try:
-                addr = self.sh(svc, f"redis-cli -p {svc.port} SENTINEL get-master-addr-by-name "
+                addr = self.sh(svc, f"{SENTINEL_CLI} -p {svc.port} SENTINEL get-master-addr-by-name "
                                     f"{shlex.quote(self.spec.redis.sentinel.master_name)}").split()
             except (RuntimeError, ExecutorUnreachable):
                 continue

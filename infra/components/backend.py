@@ -45,6 +45,7 @@ class Backend(Concern):
             "RECON_VERSION": b.slots[slot].version,
             "RECON_REDIS_SENTINELS": self.sentinels,
             "RECON_REDIS_MASTER_NAME": s.redis.sentinel.master_name,
+            "RECON_REDIS_USERNAME": "app",  # its own ACL user (infra/redisacl.py)
             "RECON_LOG_JSON": "true",
             "RECON_SERVICE_NAME": "recon",
         }
@@ -59,7 +60,7 @@ class Backend(Concern):
         b = self.spec.backend
         out: list[Workload] = []
         secret_env = {"RECON_DATABASE_URL": "database_url", "RECON_DATABASE_REPLICA_URL": "database_replica_url",
-                      "RECON_REDIS_PASSWORD": "redis_password"}
+                      "RECON_REDIS_PASSWORD": "redis_password", "RECON_REDIS_SENTINEL_PASSWORD": "sentinel_password"}
         egress_common = dict(user=images.UID, http_client="python", tier=("back", "data"))
         self.images = {slot: self.platform.app_image(slot, parent=self) for slot in SLOTS}
         self.migrations: dict[str, Workload] = {}

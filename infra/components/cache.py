@@ -7,9 +7,10 @@ Traps handled here:
 * After a failover the process called ``redis-primary`` is a replica. On start, every Redis
   asks the Sentinels who the master is and follows it (``--replicaof``) instead of trusting
   its rendered role, so a restarted old primary never comes back as a second master.
-* Passwords never enter a rendered file: Redis reads them from an include written at start
-  into /tmp (mode 0600); each Sentinel appends ``sentinel auth-pass`` to its own copy of its
-  config, which it owns from then on (Sentinel rewrites its config file).
+* Passwords never enter a rendered file: Redis reads its users (hashed) and its replication
+  login from 0600 secret files (infra/redisacl.py); each Sentinel appends its own password and
+  its Redis login to its own copy of its config, which it owns from then on (Sentinel rewrites
+  its config file).
 """
 
 from __future__ import annotations
@@ -21,11 +22,10 @@ from infra.components.sizing import SENTINEL_STORAGE_GIB, resources_for
 
 REDIS = """set -eu
 umask 077
-printf 'requirepass "%s"\\nmasterauth "%s"\\n' "$REDIS_PASSWORD" "$REDIS_PASSWORD" > /tmp/auth.conf
 follow=""
 for s in $RECON_SENTINELS; do
-  reply=$(timeout 3 redis-cli -h "${s%:*}" -p "${s##*:}" SENTINEL get-master-addr-by-name \\
-          "$RECON_MASTER_NAME" 2>/dev/null | tr '\\n' ' ') || reply=""
+  reply=$(REDISCLI_AUTH="$SENTINEL_PASSWORD" timeout 3 redis-cli --no-auth-warning -h "${s%:*}" -p "${s##*:}" \\
+          SENTINEL get-master-addr-by-name "$RECON_MASTER_NAME" 2>/dev/null | tr '\\n' ' ') || reply=""
   set -- $reply
   if [ "$#" -eq 2 ]; then
     if [ "$1" = "$RECON_MEMBER_HOST" ]; then follow="no one"; else follow="$1 $2"; fi
@@ -33,21 +33,22 @@ for s in $RECON_SENTINELS; do
   fi
 done
 if [ -n "$follow" ]; then
-  exec redis-server "/etc/recon/redis/$RECON_MEMBER.conf" --include /tmp/auth.conf --replicaof $follow
+  exec redis-server "/etc/recon/redis/$RECON_MEMBER.conf" --replicaof $follow
 fi
-exec redis-server "/etc/recon/redis/$RECON_MEMBER.conf" --include /tmp/auth.conf
+exec redis-server "/etc/recon/redis/$RECON_MEMBER.conf"
 """
 
 SENTINEL = """set -eu
 umask 077
 conf=/data/sentinel.conf
 [ -s "$conf" ] || cp "/etc/recon/redis/$RECON_MEMBER.conf" "$conf"
-grep -v '^sentinel auth-pass ' "$conf" > "$conf.new" || true
-printf 'sentinel auth-pass %s "%s"\\n' "$RECON_MASTER_NAME" "$REDIS_PASSWORD" >> "$conf.new"
+grep -v -e '^sentinel auth-pass ' -e '^sentinel auth-user ' -e '^requirepass ' -e '^sentinel sentinel-pass ' \\
+  "$conf" > "$conf.new" || true
+printf 'requirepass "%s"\\nsentinel sentinel-pass "%s"\\nsentinel auth-user %s sentinel\\nsentinel auth-pass %s "%s"\\n' \\
+  "$SENTINEL_PASSWORD" "$SENTINEL_PASSWORD" "$RECON_MASTER_NAME" "$RECON_MASTER_NAME" "$REDIS_SENTINEL_PASSWORD" >> "$conf.new"
 mv "$conf.new" "$conf"
 exec redis-server "$conf" --sentinel
 """
-
 
 class Cache(Concern):
     TYPE = "recon:components:Cache"
@@ -59,14 +60,18 @@ class Cache(Concern):
         r = self.spec.redis
         lay = self.layout
         sentinels = " ".join(str(lay.endpoint(s)) for s in lay.sentinels())
-        ping = Probe(command=("sh", "-c", f'REDISCLI_AUTH="$REDIS_PASSWORD" redis-cli -p {r.port} ping | grep -q PONG'))
+        ping = Probe(command=("sh", "-c", f'REDISCLI_AUTH="$REDIS_OPS_PASSWORD" redis-cli --no-auth-warning --user ops '
+                                          f'-p {r.port} ping | grep -q PONG'))
         env = {"RECON_SENTINELS": sentinels, "RECON_MASTER_NAME": r.sentinel.master_name}
         common = dict(
             component="cache", role="redis", image=self.platform.image("redis", parent=self), kind="stateful",
             tier=("data",), user=images.UID, storage_gib=r.storage_gib, data_path=lay.data("redis-primary"),
             resources=resources_for(self.spec, "redis"), ports=[Port("redis", r.port)],
             liveness=ping, readiness=ping, script=REDIS, env=env,
-            secret_env={"REDIS_PASSWORD": "redis_password"}, http_client=None,
+            secret_env={"REDIS_OPS_PASSWORD": "redis_ops_password", "SENTINEL_PASSWORD": "sentinel_password"},  # pragma: allowlist secret
+            secret_files={lay.secret("redis-users.acl"): "redis_acl",
+                          lay.secret("redis-replication.conf"): "redis_replication_conf"},
+            http_client=None,
         )
         peers = [Edge("backend", r.port), Edge("worker", r.port), Edge("redis", r.port), Edge("sentinel", r.port)]
         # the exporter watches the primary only
@@ -79,15 +84,16 @@ class Cache(Concern):
                                 peers=peers, **common))
         if lay.sentinels():
             s = r.sentinel
-            sping = Probe(command=("sh", "-c", f"redis-cli -p {s.port} ping | grep -q PONG"))
+            sping = Probe(command=("sh", "-c", f'REDISCLI_AUTH="$SENTINEL_PASSWORD" redis-cli --no-auth-warning '
+                                               f'-p {s.port} ping | grep -q PONG'))
             out.append(Workload(
                 name="sentinel", component="cache", role="sentinel", image=self.platform.image("redis", parent=self),
                 members=lay.sentinels(), kind="stateful", tier=("data",), user=images.UID,
                 storage_gib=SENTINEL_STORAGE_GIB, data_path=lay.data("sentinel-1"),
                 resources=resources_for(self.spec, "sentinel"), ports=[Port("sentinel", s.port)],
                 liveness=sping, readiness=sping, script=SENTINEL, env={"RECON_MASTER_NAME": s.master_name},
-                secret_env={"REDIS_PASSWORD": "redis_password"}, http_client=None,
-                member_files={m: [self.conf(f"redis/{m}.conf")] for m in lay.sentinels()},
+                secret_env={"SENTINEL_PASSWORD": "sentinel_password", "REDIS_SENTINEL_PASSWORD": "redis_sentinel_password"},  # pragma: allowlist secret
+                http_client=None, member_files={m: [self.conf(f"redis/{m}.conf")] for m in lay.sentinels()},
                 peers=[Edge("backend", s.port), Edge("worker", s.port), Edge("redis", s.port),
                        Edge("sentinel", s.port)]))
         return out

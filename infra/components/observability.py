@@ -86,8 +86,8 @@ class Observability(Concern):
         out.append(Workload(
             name="redis-exporter", component="observability", role="redis-exporter",
             image=self.image("redis-exporter"), members=["redis-exporter"], tier=("back", "data"),
-            user=images.UID, command=self.command("redis-exporter"),
-            secret_env={"REDIS_PASSWORD": "redis_password"}, ports=[Port("metrics", ex.redis_port)],
+            user=images.UID, command=self.command("redis-exporter"), env=self.environment("redis-exporter"),
+            secret_files={lay.secret("redis-exporter.json"): "redis_exporter_json"}, ports=[Port("metrics", ex.redis_port)],
             liveness=http("/health", ex.redis_port), readiness=http("/health", ex.redis_port),
             resources=resources_for(s, "redis-exporter"), peers=[Edge("prometheus", ex.redis_port)],
             http_client="curl"))

@@ -10,7 +10,9 @@
 | owner_password           | the owner role migrations run as           | generated              |
 | reader_password          | the read-only role (replica reads, dumps)  | generated              |
 | replication_password     | streaming replication user                 | generated              |
-| redis_password           | Redis and Sentinel AUTH                    | generated              |
+| redis_password           | the service's Redis user (``app``)         | generated              |
+| redis_<user>_password    | the other Redis users: replication, sentinel, exporter, ops (infra/redisacl.py) | generated |
+| sentinel_password        | the Sentinels' own password (``requirepass``) | generated           |
 | grafana_admin_password   | Grafana's admin user                       | generated              |
 | backup_cipher_pass       | backup repository encryption               | generated              |
 | alertmanager_web         | Alertmanager's basic auth (Prometheus, ops) | generated             |
@@ -27,12 +29,14 @@ keys, so the spec and the secrets never collide; a nested secure key would turn 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Callable
 from urllib.parse import quote
 
 import pulumi
 
+from infra import redisacl
 from infra.spec import StackSpec
 from infra.webauth import web_config
 
@@ -46,6 +50,11 @@ SECRET_KEYS: tuple[str, ...] = (
     "reader_password",
     "replication_password",
     "redis_password",
+    "redis_replication_password",
+    "redis_sentinel_password",
+    "redis_exporter_password",
+    "redis_ops_password",
+    "sentinel_password",
     "grafana_admin_password",
     "backup_cipher_pass",
     "alertmanager_web",
@@ -61,6 +70,11 @@ def _from_spec(spec: StackSpec) -> dict[str, object]:
         "reader_password": None,
         "replication_password": spec.postgres.replication_password,
         "redis_password": spec.redis.password,
+        "redis_replication_password": None,
+        "redis_sentinel_password": None,
+        "redis_exporter_password": None,
+        "redis_ops_password": None,
+        "sentinel_password": None,
         "grafana_admin_password": spec.grafana.admin_password,
         "backup_cipher_pass": spec.backup.cipher_pass,
         "alertmanager_web": None,
@@ -110,7 +124,7 @@ class StackSecrets:
                 out.values[key] = pulumi.Output.secret(value)
         return out
 
-    def derive(self, spec: StackSpec, primary_host: str, replica_hosts: list[str]) -> None:
+    def derive(self, spec: StackSpec, primary_host: str, replica_hosts: list[str], redis_exporter_target: str) -> None:
         """Add the secrets built from others: DSNs (one per role: the service's runtime role,
         the owner that migrations run as, the read-only reader), the replication pgpass file."""
         pg = spec.postgres
@@ -124,6 +138,12 @@ class StackSecrets:
         self.values["database_replica_url"] = dsn(replica_hosts[0] if replica_hosts else primary_host,
                                                   pg.reader_user, "reader_password")
         self.values["alertmanager_web_config"] = pulumi.Output.secret(self["alertmanager_web"].apply(web_config))
+        users = {name: self["redis_password" if name == "app" else f"redis_{name}_password"] for name in redisacl.USERS}
+        self.values["redis_acl"] = pulumi.Output.secret(pulumi.Output.all(**users).apply(redisacl.acl_file))
+        self.values["redis_exporter_json"] = pulumi.Output.secret(self["redis_exporter_password"].apply(
+            lambda pw: json.dumps({f"redis://{redis_exporter_target}": pw})))  # the exporter's password file
+        self.values["redis_replication_conf"] = pulumi.Output.secret(
+            self["redis_replication_password"].apply(redisacl.replication_include))
         self.values["pgpass"] = pulumi.Output.secret(self["replication_password"].apply(
             lambda pw: f"*:*:*:{pg.replication_user}:{_pgpass_escape(pw)}\n"))
 

@@ -26,7 +26,7 @@ from infra.components.platform import Platform
 from infra.components.proxy import Proxy
 from infra.components.secrets import StackSecrets
 from infra.render import render_all
-from infra.services import PG_PRIMARY
+from infra.services import PG_PRIMARY, REDIS_PRIMARY
 from infra.spec import StackSpec
 
 TARGETS: dict[str, str] = {
@@ -72,7 +72,8 @@ def prepare(spec: StackSpec, lookup: Lookup = _no_secrets) -> Platform:
     layout = cls.make_layout(spec)
     rendered = render_all(spec, layout, cls.render_context(spec))
     secrets = StackSecrets.resolve(spec, lookup)
-    secrets.derive(spec, layout.host_of(PG_PRIMARY), [layout.host_of(p) for p in layout.postgres_replicas()])
+    secrets.derive(spec, layout.host_of(PG_PRIMARY), [layout.host_of(p) for p in layout.postgres_replicas()],
+                   redis_exporter_target=str(layout.endpoint(REDIS_PRIMARY)))
     platform = cls(spec, layout, secrets, rendered)
     platform.setup()
     return platform
@@ -135,7 +136,8 @@ def outputs(st: Stack) -> dict[str, Any]:
                      "dsn": s["database_url"], "replica_dsn": s["database_replica_url"]},
         "redis": {"master_name": spec.redis.sentinel.master_name,
                   "sentinels": [str(platform.layout.endpoint(x)) for x in platform.layout.sentinels()],
-                  "password": s["redis_password"]},
+                  "username": "ops", "password": s["redis_ops_password"],  # checks and backups (infra/redisacl.py)
+                  "sentinel_password": s["sentinel_password"]},
         "backup": st.components["backups"].schedule(),  # type: ignore[attr-defined]
         "release": {"active_slot": b.active_slot, "idle_slot": b.idle_slot, "canary_weight": b.canary_weight,
                     "slots": {k: {"version": v.version, "image": v.image} for k, v in b.slots.items()}},

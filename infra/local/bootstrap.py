@@ -21,7 +21,7 @@ import psycopg
 from psycopg import sql
 from pydantic import SecretStr
 
-from infra import pgroles, services, webauth
+from infra import pgroles, redisacl, services, webauth
 from infra.layout import LocalLayout
 from infra.local.errors import BootstrapError
 from infra.local.privileges import RunAs
@@ -93,31 +93,16 @@ def close_to_others(top: Path) -> None:
                 continue  # a service removed it meanwhile
 
 
-REDIS_USERS: dict[str, str] = {
-    # consumer -> what it may do (Redis ACL rules); everything else, and the default user, is refused
-    "app": "~recon:* resetchannels -@all +get +set +del +eval +incr +expire +ping",
-    "replication": "resetkeys resetchannels -@all +psync +replconf +ping",
-    "sentinel": "allchannels -@all +multi +slaveof +replicaof +ping +exec +subscribe +config|rewrite +role "
-                "+publish +info +client|setname +client|kill +script|kill",
-    "exporter": "allkeys resetchannels -@all +client +ping +info +config|get +cluster|info +slowlog +latency "
-                "+memory +select +get +scan +xinfo +type +pfcount +strlen +llen +scard +zcard +hlen +xlen +eval",
-    # config|set: a backup pauses AOF rewrites while it copies the files
-    "ops": "resetkeys resetchannels -@all +ping +info +role +bgsave +lastsave +config|get +config|set",
-}
-
-
 def redis_secret_files(spec: StackSpec, layout: LocalLayout, secrets: dict) -> dict[str, str]:
     """The Redis users (hashed), the replication credentials, and each consumer's password file."""
     def pw(consumer: str) -> str:
         return secrets[f"redis_{consumer}"].get_secret_value()
-    acl = ["user default off"] + [f"user {name} on #{hashlib.sha256(pw(name).encode()).hexdigest()} {rules}"
-                                  for name, rules in REDIS_USERS.items()]
     nodes = [services.REDIS_PRIMARY, *layout.redis_replicas()]
     exporter = {f"redis://{layout.endpoint(n)}": pw("exporter") for n in nodes}
     import json
     return {
-        "redis-users.acl": "\n".join(acl) + "\n",
-        "redis-replication.conf": f"masteruser replication\nmasterauth {pw('replication')}\n",
+        "redis-users.acl": redisacl.acl_file({name: pw(name) for name in redisacl.USERS}),
+        "redis-replication.conf": redisacl.replication_include(pw("replication")),
         "redis-app-password": pw("app"),
         "redis-ops-password": pw("ops"),
         "redis-exporter.json": json.dumps(exporter),
@@ -193,7 +178,7 @@ def superuser_conn(spec: StackSpec, layout: LocalLayout, secrets: dict, proc: st
     ep = layout.endpoint(proc)
     return psycopg.connect(host=ep.host, port=ep.port, user="postgres", dbname=dbname,
                            password=secrets["postgres_superuser"].get_secret_value(),
-                           connect_timeout=3, autocommit=True)
+                           connect_timeout=3, autocommit=True, **layout.pg_tls())
 
 
 def configure_primary(spec: StackSpec, layout: LocalLayout, secrets: dict) -> None:
@@ -297,8 +282,9 @@ def basebackup_argv(spec: StackSpec, layout: LocalLayout, proc: str, primary: st
     """pg_basebackup of ``primary`` into ``data`` for replica ``proc``: its own slot, ``-R`` (standby.signal
     and a primary_conninfo in postgresql.auto.conf naming ``primary``, with ``proc`` as application_name)."""
     source = layout.endpoint(primary)
+    tls = " ".join(f"{k}='{v}'" for k, v in layout.pg_tls().items())  # -R copies these into primary_conninfo
     conninfo = (f"host={source.host} port={source.port} user={spec.postgres.replication_user} "
-                f"application_name={proc}")
+                f"application_name={proc} {tls}")
     return [binary("pg_basebackup"), "-d", conninfo, "-D", data, "-X", "stream", "-S", replica_slot(proc),
             "-R", "--checkpoint=fast", "--no-password"]
 
@@ -318,13 +304,17 @@ def strip_recovery_targets(auto_conf: Path) -> bool:
     return False
 
 
-def repoint_passfile(auto_conf: Path, old: str, new: str) -> bool:
-    """Make ``primary_conninfo`` read the password file ``new`` where it names ``old`` (a node
-    cloned while replicas shared the service's pgpass); True when the file changed."""
+def upgrade_primary_conninfo(auto_conf: Path, old_passfile: str, new_passfile: str, tls: dict[str, str]) -> bool:
+    """Bring the ``primary_conninfo`` that ``pg_basebackup -R`` wrote for a node cloned by an
+    older release up to date: the replication role's own password file instead of the shared
+    one, and TLS verified against the stack's CA instead of libpq's ``sslmode=prefer``. True
+    when the file changed (a reload applies it)."""
     if not auto_conf.exists():
         return False
     text = auto_conf.read_text()
-    fixed = text.replace(f"passfile=''{old}''", f"passfile=''{new}''")
+    fixed = text.replace(f"passfile=''{old_passfile}''", f"passfile=''{new_passfile}''")
+    if tls:
+        fixed = fixed.replace("sslmode=prefer", " ".join(f"{k}=''{v}''" for k, v in tls.items()))
     if fixed == text:
         return False
     auto_conf.write_text(fixed)

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import urllib.request
 from dataclasses import dataclass, field
+from urllib.parse import quote, urlencode
 
 from infra import services
 from infra.layout import LocalLayout
@@ -70,7 +71,7 @@ def app_env(spec: StackSpec, layout: LocalLayout, slot: str | None = None) -> di
     if layout.postgres_replicas():
         readers = ",".join(str(layout.endpoint(p)) for p in [*layout.postgres_replicas(), PG_PRIMARY])
         env["RECON_DATABASE_REPLICA_URL"] = (f"postgresql://{pg.reader_user}@{readers}/{pg.database}"
-                                             "?target_session_attrs=prefer-standby")
+                                             f"?target_session_attrs=prefer-standby&{pg_tls_query(layout)}")
     # the service's own Redis ACL user; passwords in 0600 files, never in the environment
     env["RECON_REDIS_USERNAME"] = "app"
     env["RECON_REDIS_PASSWORD_FILE"] = layout.secret("redis-app-password")
@@ -99,7 +100,12 @@ def _writer_dsn(spec: StackSpec, layout: LocalLayout, user: str) -> str:
     """Every PostgreSQL node in one libpq multi-host URL; a new connection takes the node that
     accepts writes, so after `fab db.failover` the service follows the promoted node."""
     nodes = ",".join(str(layout.endpoint(p)) for p in layout.postgres_nodes())
-    return f"postgresql://{user}@{nodes}/{spec.postgres.database}?target_session_attrs=read-write"
+    return f"postgresql://{user}@{nodes}/{spec.postgres.database}?target_session_attrs=read-write&{pg_tls_query(layout)}"
+
+
+def pg_tls_query(layout: LocalLayout) -> str:
+    """``sslmode=verify-full&sslrootcert=<the stack's CA>`` for a PostgreSQL URL."""
+    return urlencode(layout.pg_tls(), quote_via=quote)
 
 
 def run_app(spec: StackSpec, layout: LocalLayout, *args: str, slot: str | None = None,
@@ -121,7 +127,7 @@ def plan(spec: StackSpec, layout: LocalLayout, slots: list[str] | None = None,
     PostgreSQL node holding the primary role (the exporter watches it).
     """
     wanted = slots or layout.serving_slots()
-    fill = services.Fill(layout, python=sys.executable, primary=primary,
+    fill = services.Fill(layout, python=sys.executable, primary=primary, pg_tls=pg_tls_query(layout),
                          app_env=lambda member: app_env(spec, layout, _slot_of(spec, member)))
     procs: list[Process] = []
     for svc, m in services.members(spec, "local"):

@@ -18,7 +18,7 @@ from infra.spec import StackSpec
 NAMES = ("postgres_superuser", "postgres_app", "postgres_owner", "postgres_reader", "postgres_replication",
          "postgres_exporter",
          "backup_cipher", "grafana_admin",
-         # one Redis ACL user per consumer (infra/local/bootstrap.py: REDIS_USERS), and the Sentinels' password
+         # one Redis ACL user per consumer (infra/redisacl.py), and the Sentinels' password
          "redis_app", "redis_replication", "redis_sentinel", "redis_exporter", "redis_ops", "sentinel_auth",
          "alertmanager_web")
 

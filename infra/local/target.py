@@ -124,10 +124,10 @@ class LocalTarget:
         return {"username": consumer, "password": secrets[f"redis_{consumer}"].get_secret_value()}
 
     def render_context(self) -> RenderContext:
-        return RenderContext(tls_cert=str(self.root / "tls" / "server.crt"),
-                             tls_key=str(self.root / "tls" / "server.key"),
+        return RenderContext(tls_cert=self.layout.tls("server.crt"), tls_key=self.layout.tls("server.key"),
+                             pg_tls=self.layout.pg_tls(),
                              archive_command=self._archive_command(),
-                             postgres_primary=self.release.postgres.primary, redis_acl=True)
+                             postgres_primary=self.release.postgres.primary)
 
     def _archive_command(self) -> str | None:
         if not self.spec.backup.enabled:
@@ -200,7 +200,7 @@ class LocalTarget:
 
         changed_conf = set(result.configs_changed)
         info = self.supervisor.info()
-        self._repoint_replication_passfiles(info)
+        self._upgrade_replication_conninfo(info)
         for stage in sorted({p.stage for p in procs}):
             stage_procs = [p for p in procs if p.stage == stage]
             not_running = [p for p in stage_procs if info.get(p.name, {}).get("statename") != "RUNNING"]
@@ -208,6 +208,8 @@ class LocalTarget:
             for p in stage_procs:
                 running = info.get(p.name, {}).get("statename") == "RUNNING"
                 touched = changed_conf.intersection(p.conf_files)
+                if p.kind in ("nginx", "postgres") and "tls/server.crt" in changed_conf:
+                    touched = touched | {"tls/server.crt"}  # a re-issued certificate (names changed, expiry)
                 if p.kind in ("redis", "sentinel"):
                     src = self.root / "conf" / p.conf_files[0]
                     work = Path(self.layout.data(p.name)) / ("sentinel.conf" if p.kind == "sentinel" else "redis.conf")
@@ -254,13 +256,16 @@ class LocalTarget:
         if stage == 0 and self.spec.backup.enabled:
             bootstrap.stanza_create(self.spec, self.layout, service_identity())
 
-    def _repoint_replication_passfiles(self, info: dict) -> None:
-        """Nodes cloned before replication had its own pgpass read the service's, which no
-        longer holds the replication role's line: point them at theirs (a reload suffices)."""
+    def _upgrade_replication_conninfo(self, info: dict) -> None:
+        """Nodes cloned by an older release read the service's pgpass (which no longer holds the
+        replication role's line) and ask for TLS only if offered: bring them up to date (a reload
+        suffices)."""
         for proc in self.layout.postgres_nodes():
             auto = Path(self.layout.data(proc)) / "postgresql.auto.conf"
-            if bootstrap.repoint_passfile(auto, self.layout.secret("pgpass"), self.layout.secret("pgpass-replication")):
-                self.say(f"{proc}: primary_conninfo now reads the replication role's own password file")
+            if bootstrap.upgrade_primary_conninfo(auto, self.layout.secret("pgpass"),
+                                                  self.layout.secret("pgpass-replication"), self.layout.pg_tls()):
+                self.say(f"{proc}: primary_conninfo now uses the replication role's own password file and "
+                         "verified TLS")
                 if info.get(proc, {}).get("statename") == "RUNNING":
                     self.supervisor.signal(proc, "HUP")
 

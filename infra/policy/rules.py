@@ -196,11 +196,16 @@ def k8s_secret_env(r: Declared) -> list[Violation]:
     out = []
     for kind, c in _containers(spec):
         for e in c.get("env") or []:
-            if SECRET_ENV.search(e.get("name", "")) and "value" in e:
+            if SECRET_ENV.search(e.get("name", "")) and "value" in e and not _names_a_file(e):
                 out.append(Violation("k8s-secret-env", _label(r),
                                      f"{kind[:-1]} {c.get('name')!r}: {e['name']} is a literal value, "
                                      "not a secretKeyRef"))
     return out
+
+
+def _names_a_file(env: dict) -> bool:
+    """``REDIS_PASSWORD_FILE=/etc/recon/secrets/...``: a path to a mounted secret, not a secret."""
+    return env["name"].endswith("_FILE") and str(env.get("value", "")).startswith("/")
 
 
 # -- Docker, per resource -------------------------------------------------------------------

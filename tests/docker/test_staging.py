@@ -21,6 +21,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from ops.containers import REDIS_CLI, SENTINEL_CLI
+
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
 FAB = str(Path(sys.executable).parent / "fab")
@@ -130,6 +132,24 @@ def test_the_service_runs_as_its_least_privileged_role(staging):
     assert out == [f"{pg.user} {pg.owner_user}", "denied", "denied", "denied"]
 
 
+def test_redis_and_sentinels_refuse_anonymous_clients_and_each_user_has_only_its_rights(staging):
+    """The containers' Redis has one ACL user per consumer and the default user off, the
+    Sentinels their own password (the local probes: tests/security)."""
+    def run(container: str, script: str) -> str:
+        res = subprocess.run(["docker", "exec", container, "sh", "-c", script], capture_output=True, text=True,
+                             timeout=60)
+        return (res.stdout + res.stderr).strip()
+
+    assert "NOAUTH" in run("recon-staging-redis-primary", "redis-cli -p 6379 PING")
+    assert "NOAUTH" in run("recon-staging-sentinel-1", "redis-cli -p 26379 PING")
+    assert run("recon-staging-redis-primary", f"{REDIS_CLI} -p 6379 PING") == "PONG"
+    app = ('python -c "import os, redis; r = redis.Redis(host=\'redis-primary\', username=\'app\', '
+           'password=os.environ[\'RECON_REDIS_PASSWORD\']); print(r.set(\'recon:probe\', 1, ex=10)); '
+           'r.config_get(\'dir\')" 2>&1 | tail -1')
+    out = run("recon-staging-backend-blue-1", app)
+    assert "NoPermissionError" in out or "NOPERM" in out, out
+
+
 def test_replication_streams_and_the_replica_refuses_writes(staging):
     psql = 'PGPASSWORD="$RECON_SUPERUSER_PASSWORD" psql -X -At -h /tmp -U postgres -d recon -c'
     rows = dexec("recon-staging-postgres-primary", f"{psql} \"SELECT application_name, state FROM pg_stat_replication\"")
@@ -140,10 +160,10 @@ def test_replication_streams_and_the_replica_refuses_writes(staging):
 
 
 def test_sentinels_agree_on_one_master_with_quorum(staging):
-    answers = {dexec(f"recon-staging-sentinel-{i}", "redis-cli -p 26379 SENTINEL get-master-addr-by-name recon")
+    answers = {dexec(f"recon-staging-sentinel-{i}", f"{SENTINEL_CLI} -p 26379 SENTINEL get-master-addr-by-name recon")
                for i in (1, 2, 3)}
     assert answers == {"redis-primary\n6379"}
-    assert dexec("recon-staging-sentinel-1", "redis-cli -p 26379 SENTINEL ckquorum recon").startswith("OK")
+    assert dexec("recon-staging-sentinel-1", f"{SENTINEL_CLI} -p 26379 SENTINEL ckquorum recon").startswith("OK")
 
 
 def _pid1(host) -> tuple[str, int]:

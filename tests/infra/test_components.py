@@ -217,9 +217,9 @@ ALONE = {
     "Cache": ({CONTAINER: 5, "docker:index/volume:Volume": 10},
               {STS: 3, "kubernetes:core/v1:Service": 3, "kubernetes:core/v1:ConfigMap": 3}),
     # Docker: prometheus data + conf, alertmanager conf, grafana conf; Kubernetes: no node- or nginx-exporter
-    # the postgres exporter reads its password from a 0600 file (a conf volume on Docker)
-    "Observability": ({CONTAINER: 8, "docker:index/volume:Volume": 5},
-                      {STS: 1, DEPLOY: 5, "kubernetes:core/v1:Service": 6, "kubernetes:core/v1:ConfigMap": 4,
+    # the postgres and redis exporters read their passwords from 0600 files (a conf volume on Docker)
+    "Observability": ({CONTAINER: 8, "docker:index/volume:Volume": 6},
+                      {STS: 1, DEPLOY: 5, "kubernetes:core/v1:Service": 6, "kubernetes:core/v1:ConfigMap": 5,
                        "kubernetes:core/v1:ServiceAccount": 1, "kubernetes:rbac.authorization.k8s.io/v1:Role": 1,
                        "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding": 1}),
     "Backups": ({CONTAINER: 1, "docker:index/volume:Volume": 1},

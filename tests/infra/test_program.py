@@ -38,8 +38,8 @@ EXPECTED = {
         # data: 2 postgres + 2 redis + 3 sentinel + prometheus + backup; conf: every container
         # with rendered or secret files (2 pg, 2 redis, 3 sentinel, nginx, prometheus, alertmanager,
         # grafana, the postgres exporter's password file)
-        "docker:index/volume:Volume": 21,
-        "random:index/randomPassword:RandomPassword": 10,  # SECRET_KEYS (infra/components/secrets.py)
+        "docker:index/volume:Volume": 22,
+        "random:index/randomPassword:RandomPassword": 15,  # SECRET_KEYS (infra/components/secrets.py)
         "tls:index/privateKey:PrivateKey": 1,    # self-signed staging TLS (no recon:tls_cert set)
         "tls:index/selfSignedCert:SelfSignedCert": 1,
     },
@@ -49,7 +49,7 @@ EXPECTED = {
         "kubernetes:autoscaling/v2:HorizontalPodAutoscaler": 2,  # one per slot
         "kubernetes:batch/v1:CronJob": 1,       # logical backup
         "kubernetes:batch/v1:Job": 1,           # migrations for the one version both slots run
-        "kubernetes:core/v1:ConfigMap": 9,
+        "kubernetes:core/v1:ConfigMap": 10,
         "kubernetes:core/v1:Namespace": 1,
         "kubernetes:core/v1:PersistentVolumeClaim": 1,  # backup volume (StatefulSets use claim templates)
         "kubernetes:core/v1:Secret": 1,
@@ -60,7 +60,7 @@ EXPECTED = {
         "kubernetes:policy/v1:PodDisruptionBudget": 5,  # postgres(2), redis(3), sentinel(3), backend(6), worker(4)
         "kubernetes:rbac.authorization.k8s.io/v1:Role": 1,
         "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding": 1,
-        "random:index/randomPassword:RandomPassword": 10,
+        "random:index/randomPassword:RandomPassword": 15,
     },
 }
 
@@ -114,7 +114,8 @@ def test_outputs_resolve_and_dsns_are_secret(any_stack):
         dsn = inv["postgres"][key]
         assert is_secret(dsn), key
         assert resolve(dsn).startswith(f"postgresql://{role}:mocksecret"), key
-    assert is_secret(inv["redis"]["password"])
+    assert is_secret(inv["redis"]["password"]) and is_secret(inv["redis"]["sentinel_password"])
+    assert inv["redis"]["username"] == "ops"
     assert resolve(outputs["endpoints"])["public"].startswith("https://")
 
 
@@ -138,7 +139,7 @@ def test_non_secret_outputs_carry_no_secret(any_stack):
     outputs = any_stack.stack.outputs
     inv = dict(outputs["inventory"])
     pg, redis = dict(inv.pop("postgres")), dict(inv.pop("redis"))
-    pg.pop("dsn"), pg.pop("replica_dsn"), redis.pop("password")
+    pg.pop("dsn"), pg.pop("replica_dsn"), redis.pop("password"), redis.pop("sentinel_password")
     plain = resolve({**outputs, "inventory": {**inv, "postgres": pg, "redis": redis}})
     text = repr(plain)
     for value in any_stack.secret_values:

@@ -124,11 +124,16 @@ SECRET_KEYS = {
     "postgres_reader": "reader_password",
     "postgres_replication": "replication_password",
     "postgres_exporter": "exporter_password",
+    "redis_app": "redis_password",
+    "redis_replication": "redis_replication_password",
+    "redis_sentinel": "redis_sentinel_password",
+    "redis_exporter": "redis_exporter_password",
+    "sentinel_auth": "sentinel_password",
 }
-KIND_SECRETS = {
+KIND_SECRETS: dict[str, str] = {
     # Servers of these catalogue kinds authenticate every client on the container targets,
-    # though the catalogue's connections say ``secret=None`` (the local Redis has no password).
-    "redis": "redis_password",
+    # though the catalogue's connections say ``secret=None`` (none today: every connection to
+    # Redis and the Sentinels names its user's secret).
 }
 DEFAULT_DATABASES = ("postgres",)
 """Databases initdb creates besides the application's."""

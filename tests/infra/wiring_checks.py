@@ -25,6 +25,8 @@ outside them: the spec's port in a config file, the app's settings, the catalogu
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections.abc import Callable, Iterable
 from urllib.parse import unquote, urlsplit
@@ -179,7 +181,13 @@ def _routed(cl: Cluster, link) -> Problems:
 
 
 def credentials_of(value: str) -> list[tuple[str | None, str]]:
-    """(user, password) pairs a secret value carries: a DSN, pgpass lines, or a bare password."""
+    """(user, password) pairs a secret value carries: a DSN, pgpass lines, a Redis replica's
+    login include, redis_exporter's password file (JSON), or a bare password."""
+    if value.startswith("masteruser "):
+        conf = dict(ln.split(" ", 1) for ln in value.splitlines() if " " in ln)
+        return [(conf.get("masteruser"), conf.get("masterauth", "").strip('"'))]
+    if value.startswith("{"):
+        return [(None, pw) for pw in json.loads(value).values()]
     if "://" in value:
         u = urlsplit(value)
         return [(unquote(u.username or ""), unquote(u.password or ""))]
@@ -202,7 +210,7 @@ def check_credentials(cl: Cluster) -> Problems:
             continue
         server = PG_PRIMARY if services.service(link.target).kind == "postgres" else link.target
         out += [f"{link}: {t.name} is never given {key}, so it cannot accept it"
-                for t in cl.workloads_of(server) if value not in cl.held_secrets(t)]
+                for t in cl.workloads_of(server) if not _accepts(cl.held_secrets(t), value)]
         role = roles.get(link.secret or "")
         for s in cl.workloads_of(link.source):
             held = [c for v in cl.held_secrets(s) for c in credentials_of(v)]
@@ -211,6 +219,12 @@ def check_credentials(cl: Cluster) -> Problems:
             elif role and not any(pw == value and user in (None, role) for user, pw in held):
                 out.append(f"{link}: {s.name} presents {key} as another role than {role!r}")
     return _done(out + _dsn_problems(cl, roles))
+
+
+def _accepts(held: list[str], value: str) -> bool:
+    """A server accepts ``value`` if it holds it, or its SHA-256 as a Redis ACL user's password."""
+    digest = hashlib.sha256(value.encode()).hexdigest()
+    return value in held or any(f" on #{digest} " in h for h in held)
 
 
 def _dsn_problems(cl: Cluster, roles: dict[str, str]) -> Problems:
@@ -306,7 +320,7 @@ IMAGE_ENV: dict[str, tuple[str, ...]] = {
     "all-in-one": ("COLLECTOR_OTLP_ENABLED", "SPAN_STORAGE_TYPE"),  # jaegertracing/all-in-one
     "postgres-exporter": ("DATA_SOURCE_NAME", "DATA_SOURCE_URI", "DATA_SOURCE_USER", "DATA_SOURCE_PASS",
                           "DATA_SOURCE_PASS_FILE"),
-    "redis-exporter": ("REDIS_ADDR", "REDIS_USER", "REDIS_PASSWORD", "REDIS_EXPORTER_"),
+    "redis-exporter": ("REDIS_ADDR", "REDIS_USER", "REDIS_PASSWORD", "REDIS_PASSWORD_FILE", "REDIS_EXPORTER_"),
     # ops/containers.py and the failover tasks run psql in the database containers (docker exec,
     # kubectl exec) as the superuser, with the container's own RECON_SUPERUSER_PASSWORD
     "postgres": ("RECON_SUPERUSER_PASSWORD",),

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -75,9 +76,11 @@ def test_service_database_url_lists_every_node_and_wants_a_writable_one():
     from infra.local.processes import app_env
     spec = StackSpec()
     env = app_env(spec, LocalLayout(spec))
+    tls = "&".join(f"{k}={quote(v, safe='')}" for k, v in LocalLayout(spec).pg_tls().items())
+    assert tls.startswith("sslmode=verify-full&sslrootcert=" + quote(str(spec.state_path / "tls" / "ca.crt"), safe=""))
     assert env["RECON_DATABASE_URL"] == ("postgresql://recon@127.0.0.1:15432,127.0.0.1:15433/recon"
-                                         "?target_session_attrs=read-write")
-    assert env["RECON_DATABASE_REPLICA_URL"].endswith("?target_session_attrs=prefer-standby")
+                                         f"?target_session_attrs=read-write&{tls}")
+    assert env["RECON_DATABASE_REPLICA_URL"].endswith(f"?target_session_attrs=prefer-standby&{tls}")
     assert env["RECON_DATABASE_REPLICA_URL"].startswith("postgresql://recon_reader@")  # read-only role
     assert env["PGPASSFILE"].endswith("/secrets/pgpass")
 
@@ -109,15 +112,18 @@ def test_password_files_hold_only_their_consumers_roles(tmp_path):
     assert {ln.split(":")[3] for ln in out["pgpass-migrate"].splitlines()} == {"recon_owner"}
 
 
-def test_a_replica_cloned_with_the_shared_pgpass_is_pointed_at_its_own(tmp_path):
-    from infra.local.bootstrap import repoint_passfile
+def test_a_replica_cloned_by_an_older_release_gets_its_own_pgpass_and_verified_tls(tmp_path):
+    from infra.local.bootstrap import upgrade_primary_conninfo
     auto = tmp_path / "postgresql.auto.conf"
-    auto.write_text("primary_conninfo = 'user=replicator passfile=''/s/secrets/pgpass'' host=127.0.0.1'\n"
-                    "primary_slot_name = 'replica_1'\n")
-    assert repoint_passfile(auto, "/s/secrets/pgpass", "/s/secrets/pgpass-replication")
-    assert "passfile=''/s/secrets/pgpass-replication''" in auto.read_text()
-    assert not repoint_passfile(auto, "/s/secrets/pgpass", "/s/secrets/pgpass-replication")  # once
-    assert not repoint_passfile(tmp_path / "missing.conf", "a", "b")
+    auto.write_text("primary_conninfo = 'user=replicator passfile=''/s/secrets/pgpass'' host=127.0.0.1 "
+                    "sslmode=prefer sslcompression=0'\nprimary_slot_name = 'replica_1'\n")
+    tls = {"sslmode": "verify-full", "sslrootcert": "/s/tls/ca.crt"}
+    assert upgrade_primary_conninfo(auto, "/s/secrets/pgpass", "/s/secrets/pgpass-replication", tls)
+    text = auto.read_text()
+    assert "passfile=''/s/secrets/pgpass-replication''" in text
+    assert "sslmode=''verify-full'' sslrootcert=''/s/tls/ca.crt'' sslcompression=0" in text
+    assert not upgrade_primary_conninfo(auto, "/s/secrets/pgpass", "/s/secrets/pgpass-replication", tls)  # once
+    assert not upgrade_primary_conninfo(tmp_path / "missing.conf", "a", "b", tls)
 
 
 class FakeProm:

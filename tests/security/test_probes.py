@@ -187,3 +187,32 @@ def test_each_password_file_holds_only_its_consumers_roles(running_stack, secret
     holders = [str(p.relative_to(sdir)) for p in sdir.rglob("*") if p.is_file() and p.name != "secrets.json"
                and superuser in p.read_text(errors="replace")]
     assert holders == ["pgbackrest/pgpass"]  # pgBackRest's socket login, read by backups only
+
+
+# -- PostgreSQL: TLS on every connection ----------------------------------------------------------
+def test_postgres_refuses_clients_that_will_not_encrypt(running_stack, secrets):
+    """Before: ssl=off, replication included. Every node accepts TCP clients over TLS only."""
+    import psycopg
+    pg = running_stack.spec.postgres
+    for node in running_stack.layout.postgres_nodes():
+        ep = running_stack.layout.endpoint(node)
+        with pytest.raises(psycopg.OperationalError, match="no encryption"):
+            psycopg.connect(host=ep.host, port=ep.port, dbname=pg.database, user=pg.user, sslmode="disable",
+                            password=secrets["postgres_app"].get_secret_value(), connect_timeout=3)
+
+
+def test_every_connection_to_postgres_is_encrypted_and_verified(running_stack, secrets):
+    """The service, the workers, the exporter and the replicas' WAL streams: no TCP session in
+    clear; the service's URLs ask for the server's certificate to be verified (verify-full)."""
+    from infra.local.bootstrap import superuser_conn
+    env = running_stack.app_env()
+    for key in ("RECON_DATABASE_URL", "RECON_DATABASE_REPLICA_URL"):
+        assert "sslmode=verify-full" in env[key] and "sslrootcert=" in env[key], key
+    for node in running_stack.layout.postgres_nodes():
+        with superuser_conn(running_stack.spec, running_stack.layout, secrets, proc=node) as conn:
+            rows = conn.execute("SELECT a.usename, a.backend_type, s.ssl FROM pg_stat_activity a "
+                                "JOIN pg_stat_ssl s USING (pid) WHERE a.client_addr IS NOT NULL").fetchall()
+            assert rows, node  # this probe's own session at least
+            assert [r for r in rows if not r[2]] == [], node
+            if node == "postgres-primary" and running_stack.layout.postgres_replicas():
+                assert any(r[1] == "walsender" for r in rows)

@@ -28,9 +28,15 @@ def cluster(tls_pair, free_ports, find_tool, run_cmd, poll, service_user_kw, cho
     procs = Processes()
     with reachable_dir() as state:
         try:
-            r = render_local_into(state, tls_pair, archive_command=ARCHIVE, overrides={"postgres": {
-                "port": port, "replicas": 1, "max_connections": 37, "shared_buffers_mib": 32,
-                "synchronous_commit": "local", "archive_timeout_s": 45}})
+            from infra.local.tls import ensure_certificates
+            ensure_certificates(state / "tls", "localhost", "127.0.0.1")  # the local target's CA and certificate
+            tls = {name: str(state / "tls" / f"{name}") for name in ("ca.crt", "server.crt", "server.key")}
+            client_tls = {"sslmode": "verify-full", "sslrootcert": tls["ca.crt"],
+                          "sslcert": str(state / "tls" / "no-client-certificate")}
+            r = render_local_into(state, tls_pair, archive_command=ARCHIVE, tls_cert=tls["server.crt"],
+                                  tls_key=tls["server.key"], pg_tls=client_tls, overrides={"postgres": {
+                                      "port": port, "replicas": 1, "max_connections": 37, "shared_buffers_mib": 32,
+                                      "synchronous_commit": "local", "archive_timeout_s": 45}})
             data = Path(r.layout.data("postgres-primary"))
             (state / "pw").write_text(PASSWORD + "\n")
             chown_to_service_user(state)
@@ -80,6 +86,8 @@ def test_primary_runs_with_the_rendered_settings(cluster):
         "archive_command": ARCHIVE,
         "archive_timeout": "45s",
         "shared_preload_libraries": "pg_stat_statements",
+        "ssl": "on",
+        "ssl_min_protocol_version": "TLSv1.2",
     }
     with connect() as c:
         assert {k: show(c, k) for k in expected} == expected
@@ -91,6 +99,22 @@ def test_pg_hba_requires_the_password(cluster):
     _, connect, _ = cluster
     with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
         connect(password="wrong")
+
+
+def test_tcp_clients_must_use_tls(cluster):
+    """pg_hba.conf has hostssl lines only: a client that will not encrypt finds no entry."""
+    _, connect, _ = cluster
+    with pytest.raises(psycopg.OperationalError, match="no encryption"):
+        connect(sslmode="disable")
+
+
+def test_the_server_certificate_verifies_against_the_stack_ca(cluster):
+    r, connect, _ = cluster
+    with connect(**r.layout.pg_tls()) as c:  # what every client of the local target uses
+        assert c.execute("SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone()[0]
+    assert r.layout.pg_tls() == r.ctx.pg_tls
+    with pytest.raises(psycopg.OperationalError, match="certificate|SSL"):  # another CA: refused
+        connect(sslmode="verify-full", sslrootcert="system")
 
 
 def test_pg_hba_admits_the_replication_user(cluster):
@@ -119,7 +143,8 @@ def test_replica_config_streams_from_the_primary(cluster, find_tool, run_cmd):
     assert conninfo == {"host": primary.host, "port": str(primary.port),
                         "user": r.spec.postgres.replication_user,
                         "application_name": "postgres-replica-1",
-                        "passfile": r.layout.secret("pgpass-replication")}
+                        "passfile": r.layout.secret("pgpass-replication"),
+                        **r.ctx.pg_tls}
     assert setting("hot_standby") == "on"
     primary_text = r.text("postgres/primary/postgresql.conf")
     assert "primary_conninfo" not in primary_text and "primary_slot_name" not in primary_text

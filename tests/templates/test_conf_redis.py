@@ -23,9 +23,11 @@ def test_primary_replica_and_sentinels(render_local, free_ports, find_tool, proc
         "sentinel": {"port": sentinel_base, "count": 3, "quorum": 2, "master_name": "recon-test",
                      "down_after_ms": 1000}}})
     layout, log_dir, ports = r.layout, r.spec.state_path / "log", r.spec.local_ports()
+    pw = _write_redis_secrets(Path(layout.secret("")))
 
-    def client(proc: str) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=ports[proc], socket_timeout=2, decode_responses=True)
+    def client(proc: str, user: str = "ops") -> redis.Redis:
+        auth = {} if proc.startswith("sentinel") else {"username": user, "password": pw[user]}
+        return redis.Redis(host="127.0.0.1", port=ports[proc], socket_timeout=2, decode_responses=True, **auth)
 
     def answers(c: redis.Redis) -> bool:
         processes.assert_running()
@@ -49,10 +51,13 @@ def test_primary_replica_and_sentinels(render_local, free_ports, find_tool, proc
     poll(lambda: answers(replica) and replica.info("replication")["master_link_status"] == "up", 10,
          "the replica to link to the primary")
     assert replica.info("replication")["master_port"] == base
-    primary.set("marker", "from-primary")
-    poll(lambda: replica.get("marker") == "from-primary", 5, "the marker to replicate")
+    app_primary, app_replica = client("redis-primary", "app"), client("redis-replica-1", "app")
+    app_primary.set("recon:marker", "from-primary")
+    poll(lambda: app_replica.get("recon:marker") == "from-primary", 5, "the marker to replicate")
     with pytest.raises(redis.ReadOnlyError):
-        replica.set("x", "1")
+        app_replica.set("recon:x", "1")
+    with pytest.raises(redis.AuthenticationError):  # the default user is off
+        redis.Redis(host="127.0.0.1", port=base, socket_timeout=2).ping()
 
     # -- three Sentinels agree on the master and can reach quorum
     for proc in layout.sentinels():
@@ -60,6 +65,8 @@ def test_primary_replica_and_sentinels(render_local, free_ports, find_tool, proc
         # targets do (see the template's header).
         own = Path(layout.data(proc)) / "sentinel.conf"
         shutil.copy(r.path(f"redis/{proc}.conf"), own)
+        with own.open("a") as f:  # what the targets add at start: the Sentinel's Redis login
+            f.write(f"sentinel auth-user recon-test sentinel\nsentinel auth-pass recon-test {pw['sentinel']}\n")
         processes.start(proc, [find_tool("redis-sentinel"), str(own)], log_dir)
     sentinels = [client(proc) for proc in layout.sentinels()]
     assert len(sentinels) == 3
@@ -77,8 +84,18 @@ def test_primary_replica_and_sentinels(render_local, free_ports, find_tool, proc
     # Raw reply: redis-py's sentinel_ckquorum compares the whole reply to "OK" and says False.
     reply = sentinels[0].execute_command("SENTINEL", "CKQUORUM", name)
     assert reply.startswith("OK 3 usable Sentinels"), reply
-    for c in [primary, replica, *sentinels]:
+    for c in [primary, replica, app_primary, app_replica, *sentinels]:
         c.close()
+
+
+def _write_redis_secrets(secrets: Path) -> dict[str, str]:
+    """The ACL file and the replication include the configs name, as the targets write them."""
+    from infra import redisacl
+    pw = {name: f"test-{name}-password" for name in redisacl.USERS}
+    secrets.mkdir(parents=True, exist_ok=True)
+    (secrets / "redis-users.acl").write_text(redisacl.acl_file(pw))
+    (secrets / "redis-replication.conf").write_text(redisacl.replication_include(pw["replication"]))
+    return pw
 
 
 @pytest.mark.parametrize("stack", ["staging", "production"])
@@ -111,12 +128,16 @@ def test_container_redis_server_accepts_its_config(stack, render_stack, tmp_path
     # the container volume /data is swapped for a scratch directory in a copy.
     text = r.text("redis/redis-replica-1.conf")
     assert "\ndir /data\n" in text
+    secrets = r.layout.secret("redis-users.acl").removesuffix("redis-users.acl")
+    assert f"aclfile {secrets}redis-users.acl\n" in text  # the secret files the platforms deliver
+    pw = _write_redis_secrets(tmp_path / "secrets")
     conf = tmp_path / "redis-replica-1.conf"
-    conf.write_text(text.replace("\ndir /data\n", f"\ndir {tmp_path}\n"))
+    conf.write_text(text.replace("\ndir /data\n", f"\ndir {tmp_path}\n").replace(secrets, f"{tmp_path}/secrets/"))
     processes.start("redis", [find_tool("redis-server"), str(conf),
                               "--bind", "127.0.0.1", "--port", str(port),
                               "--pidfile", str(tmp_path / "redis.pid")], tmp_path)
-    client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=2, decode_responses=True)
+    client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=2, decode_responses=True,
+                         username="ops", password=pw["ops"])
 
     def up() -> bool:
         processes.assert_running()
