@@ -229,6 +229,13 @@ MUTATIONS = [
     Mutation("config-mount-path-changed", "files", objects=on_object("StatefulSet", "postgres-replica", remount)),
     Mutation("pgpass-delivered-elsewhere", "files", program=on_workload(
         "postgres-replica", lambda w: move_secret_file(w, "pgpass"))),
+    Mutation("redis-acl-file-delivered-elsewhere", "files", program=on_workload(
+        "redis-replica", lambda w: move_secret_file(w, "redis_acl"))),
+    Mutation("redis-exporter-given-the-apps-password", "credentials", program=on_workload(
+        "redis-exporter", lambda w: w.secret_files.update(
+            {next(p for p, k in w.secret_files.items() if k == "redis_exporter_json"): "redis_password"}))),
+    Mutation("sentinel-without-its-own-password", "credentials", program=on_workload(
+        "sentinel", lambda w: w.secret_env.pop("SENTINEL_PASSWORD"))),
     Mutation("member-config-missing", "files", program=on_workload(
         "redis-replica", lambda w: drop_member_file(w, w.members[-1]))),
     Mutation("app-env-key-misspelt", "environment", program=on_workload(
