@@ -16,7 +16,7 @@ files built from the stack secrets (infra/components/cache.py).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 USERS: dict[str, str] = {
     # consumer -> what it may do (Redis ACL rules); everything else, and the default user, is refused
@@ -26,16 +26,18 @@ USERS: dict[str, str] = {
                 "+publish +info +client|setname +client|kill +script|kill",
     "exporter": "allkeys resetchannels -@all +client +ping +info +config|get +cluster|info +slowlog +latency "
                 "+memory +select +get +scan +xinfo +type +pfcount +strlen +llen +scard +zcard +hlen +xlen +eval",
-    # config|set: a backup pauses AOF rewrites while it copies the files
-    "ops": "resetkeys resetchannels -@all +ping +info +role +bgsave +lastsave +config|get +config|set",
+    # config|set: a backup pauses AOF rewrites while it copies the files; acl|load: a password
+    # rotation reloads the ACL file (which only the service user writes) on each node
+    "ops": "resetkeys resetchannels -@all +ping +info +role +bgsave +lastsave +config|get +config|set +acl|load",
 }
 
 
-def acl_file(passwords: Mapping[str, str]) -> str:
-    """The ACL file: ``passwords`` maps each of :data:`USERS` to its password (hashed here)."""
-    lines = ["user default off"]
-    lines += [f"user {name} on #{hashlib.sha256(passwords[name].encode()).hexdigest()} {rules}"
-              for name, rules in USERS.items()]
+def acl_file(passwords: Mapping[str, str | Sequence[str]]) -> str:
+    """The ACL file: ``passwords`` maps each of :data:`USERS` to its password, or to several
+    while a rotation is under way (each accepted; hashed here)."""
+    def hashes(pw: str | Sequence[str]) -> str:
+        return " ".join(f"#{hashlib.sha256(p.encode()).hexdigest()}" for p in ([pw] if isinstance(pw, str) else pw))
+    lines = ["user default off"] + [f"user {name} on {hashes(passwords[name])} {rules}" for name, rules in USERS.items()]
     return "\n".join(lines) + "\n"
 
 

@@ -54,6 +54,20 @@ def load_or_create(spec: StackSpec, secrets_dir: Path) -> dict[str, SecretStr]:
     return {k: SecretStr(v) for k, v in stored.items()}
 
 
+def store(secrets_dir: Path, name: str, value: str) -> None:
+    """Replace one stored secret (``fab secrets.rotate``), atomically, keeping the file 0600."""
+    path = secrets_dir / "secrets.json"
+    stored: dict[str, str] = json.loads(path.read_text())
+    if name not in stored:
+        raise KeyError(f"no stored secret {name!r}; known: {sorted(stored)}")
+    stored[name] = value
+    tmp = path.with_suffix(".tmp")
+    tmp.unlink(missing_ok=True)
+    tmp.touch(mode=0o600)
+    tmp.write_text(json.dumps(stored, indent=1))
+    tmp.replace(path)
+
+
 def write_secret_file(path: Path, content: str) -> bool:
     """Write a 0600 file; returns True when its content changed."""
     if path.exists() and path.read_text() == content:

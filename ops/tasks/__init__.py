@@ -2,7 +2,7 @@
 
 from invoke import Collection
 
-from ops.tasks import app, backup, db, images, release, stack, token, troubleshoot
+from ops.tasks import app, backup, db, images, release, secrets, stack, token, troubleshoot
 
 ns = Collection()
 for t in (stack.up, stack.down, stack.status, app.demo):
@@ -13,6 +13,7 @@ ns.add_collection(Collection("db", db.failover, db.rebuild_replica))
 ns.add_collection(backup.backup_ns)
 ns.add_collection(images.images_ns)
 ns.add_collection(token.token_ns)
+ns.add_collection(secrets.secrets_ns)
 ns.add_collection(troubleshoot.logs_ns)
 for t in (troubleshoot.restart, troubleshoot.doctor):
     ns.add_task(t)
