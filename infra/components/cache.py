@@ -74,10 +74,11 @@ class Cache(Concern):
             http_client=None,
         )
         peers = [Edge("backend", r.port), Edge("worker", r.port), Edge("redis", r.port), Edge("sentinel", r.port)]
-        # the exporter watches the primary only
+        # the exporter reads every node (Prometheus's redis-nodes job: which one is master)
+        peers.append(Edge("redis-exporter", r.port))
         out = [Workload(name="redis-primary", members=["redis-primary"],
                         member_files={"redis-primary": [self.conf("redis/redis-primary.conf")]},
-                        peers=[*peers, Edge("redis-exporter", r.port)], **common)]
+                        peers=peers, **common)]
         if r.replicas:
             out.append(Workload(name="redis-replica", members=lay.redis_replicas(),
                                 member_files={m: [self.conf(f"redis/{m}.conf")] for m in lay.redis_replicas()},

@@ -124,7 +124,7 @@ class StackSecrets:
                 out.values[key] = pulumi.Output.secret(value)
         return out
 
-    def derive(self, spec: StackSpec, primary_host: str, replica_hosts: list[str], redis_exporter_target: str) -> None:
+    def derive(self, spec: StackSpec, primary_host: str, replica_hosts: list[str], redis_nodes: list[str]) -> None:
         """Add the secrets built from others: DSNs (one per role: the service's runtime role,
         the owner that migrations run as, the read-only reader), the replication pgpass file."""
         pg = spec.postgres
@@ -141,7 +141,7 @@ class StackSecrets:
         users = {name: self["redis_password" if name == "app" else f"redis_{name}_password"] for name in redisacl.USERS}
         self.values["redis_acl"] = pulumi.Output.secret(pulumi.Output.all(**users).apply(redisacl.acl_file))
         self.values["redis_exporter_json"] = pulumi.Output.secret(self["redis_exporter_password"].apply(
-            lambda pw: json.dumps({f"redis://{redis_exporter_target}": pw})))  # the exporter's password file
+            lambda pw: json.dumps({f"redis://{node}": pw for node in redis_nodes})))  # the exporter's, every node
         self.values["redis_replication_conf"] = pulumi.Output.secret(
             self["redis_replication_password"].apply(redisacl.replication_include))
         self.values["pgpass"] = pulumi.Output.secret(self["replication_password"].apply(

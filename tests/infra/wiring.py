@@ -106,6 +106,13 @@ DISCOVERED = {
 }
 """Links whose address the source learns at run time, so no object carries it."""
 
+RELAYED = {
+    ("prometheus", REDIS_PRIMARY): "redis-exporter",
+    ("prometheus", "redis-replica"): "redis-exporter",
+}
+"""(holder, target) -> who connects: an address a workload is given only to pass on (Prometheus's
+redis-nodes job hands each Redis node to the redis exporter's /scrape)."""
+
 DNS = "namespace:kube-system/k8s-app=kube-dns"
 EXTERNAL = {
     # (source catalogue service or "*", peer outside the namespace, port, protocol) -> why

@@ -129,7 +129,7 @@ def test_plain_http_redirects_to_https(running_stack):
 def test_prometheus_reports_every_scrape_target_up(running_stack):
     spec, layout = running_stack.spec, running_stack.layout
     url = f"http://{layout.endpoint('prometheus')}/api/v1/targets"
-    expected_jobs = {"prometheus", "recon-backend", "postgres", "redis", "node", "nginx", "alertmanager"}
+    expected_jobs = {"prometheus", "recon-backend", "postgres", "redis", "node", "nginx", "redis-nodes", "alertmanager"}
     deadline = time.monotonic() + 3 * spec.prometheus.scrape_interval_s + 15
     while True:
         targets = requests.get(url, timeout=5).json()["data"]["activeTargets"]
@@ -142,6 +142,23 @@ def test_prometheus_reports_every_scrape_target_up(running_stack):
         time.sleep(1)
     backends = [t for t in targets if t["labels"]["job"] == "recon-backend"]
     assert len(backends) == spec.backend.replicas * len(layout.serving_slots())
+
+
+def test_prometheus_sees_exactly_one_redis_master_among_every_node(running_stack):
+    """The redis-nodes job scrapes each Redis node through the exporter: RedisNoMaster and
+    RedisMoreThanOneMaster count masters from it."""
+    spec, layout = running_stack.spec, running_stack.layout
+    url = f"http://{layout.endpoint('prometheus')}/api/v1/query"
+    deadline = time.monotonic() + 3 * spec.prometheus.scrape_interval_s + 15
+    while True:
+        result = requests.get(url, params={"query": 'redis_instance_info{job="redis-nodes"}'}, timeout=5
+                              ).json()["data"]["result"]
+        roles = sorted(r["metric"]["role"] for r in result)
+        if len(roles) == 1 + len(layout.redis_replicas()):
+            break
+        assert time.monotonic() < deadline, f"redis-nodes: {roles}"
+        time.sleep(1)
+    assert roles == ["master"] + ["slave"] * len(layout.redis_replicas())
 
 
 def test_prometheus_loaded_the_alert_rules(running_stack):

@@ -47,7 +47,14 @@ def test_prometheus_scrape_jobs_cover_every_exporter(render_local):
     r = render_local(overrides={"backend": {"replicas": 2}})
     doc = yaml.safe_load(r.text("prometheus/prometheus.yml"))
     jobs = {j["job_name"]: j for j in doc["scrape_configs"]}
-    assert set(jobs) == {"prometheus", "recon-backend", "postgres", "redis", "node", "nginx", "alertmanager"}
+    ports = r.spec.local_ports()
+    assert set(jobs) == {"prometheus", "recon-backend", "postgres", "redis", "node", "nginx", "redis-nodes",
+                         "alertmanager"}
+    nodes = jobs["redis-nodes"]  # every Redis node, through the redis exporter's /scrape
+    assert nodes["static_configs"][0]["targets"] == [f"redis://127.0.0.1:{ports['redis-primary']}",
+                                                     f"redis://127.0.0.1:{ports['redis-replica-1']}"]
+    assert nodes["metrics_path"] == "/scrape"
+    assert nodes["relabel_configs"][-1]["replacement"] == f"127.0.0.1:{ports['redis-exporter']}"
     ports = r.spec.local_ports()
     backend = jobs["recon-backend"]["static_configs"]
     assert [c["labels"]["slot"] for c in backend] == ["blue"]
