@@ -8,7 +8,8 @@
 
 Passwords reach Redis only as SHA-256 hashes in the ACL file; the replicas' own login is an
 include file (``masteruser``/``masterauth``). The Sentinels have a password of their own
-(``requirepass``), asked of clients and of each other. The local target writes these files
+(``requirepass``), asked of clients and of each other, plus an ``exporter`` user with
+read-only SENTINEL subcommands for the metrics exporter. The local target writes these files
 under ``<state>/secrets`` (infra/local/bootstrap.py); the containers get them as 0600 secret
 files built from the stack secrets (infra/components/cache.py).
 """
@@ -30,6 +31,17 @@ USERS: dict[str, str] = {
     # rotation reloads the ACL file (which only the service user writes) on each node
     "ops": "resetkeys resetchannels -@all +ping +info +role +bgsave +lastsave +config|get +config|set +acl|load",
 }
+
+
+SENTINEL_EXPORTER = ("-@all +ping +info +client|setname +sentinel|masters +sentinel|sentinels +sentinel|slaves "
+                     "+sentinel|replicas +sentinel|ckquorum")
+"""What the exporter may ask a Sentinel (its ``exporter`` user there): read-only SENTINEL
+subcommands; never SET, FAILOVER, RESET or REMOVE."""
+
+
+def sentinel_exporter_user(password: str) -> str:
+    """The Sentinel config line for the exporter's user (its password hashed)."""
+    return f"user exporter on #{hashlib.sha256(password.encode()).hexdigest()} {SENTINEL_EXPORTER}\n"
 
 
 def acl_file(passwords: Mapping[str, str | Sequence[str]]) -> str:

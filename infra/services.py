@@ -233,9 +233,11 @@ CATALOGUE: tuple[Service, ...] = (
             # its own ACL user (infra/redisacl.py), on every target
             env=(("REDIS_USER", "exporter"), ("REDIS_PASSWORD_FILE", "{secret:redis-exporter.json}")),
             health="exporter", ports=(PortDef("main", "exporters.redis_port"),), scrape="redis",
-            # -redis.addr is the primary; Prometheus's redis-nodes job has it scrape every node (/scrape)
+            # -redis.addr is the primary; Prometheus's redis-nodes and redis-sentinels jobs have it
+            # scrape every node and Sentinel (/scrape)
             connects_to=(Connection(REDIS_PRIMARY, secret="redis_exporter"),  # pragma: allowlist secret
-                         Connection("redis-replica", secret="redis_exporter"))),  # pragma: allowlist secret
+                         Connection("redis-replica", secret="redis_exporter"),  # pragma: allowlist secret
+                         Connection("sentinel", secret="redis_exporter"))),  # pragma: allowlist secret
     Service("node-exporter", kind="exporter", members=_stateless("node-exporter"), stage=3,
             package="prometheus-node-exporter", binary="/usr/bin/prometheus-node-exporter",
             argv=("{bin}", "--web.listen-address={listen}", "--collector.textfile.directory={data}"),

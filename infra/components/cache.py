@@ -16,7 +16,7 @@ Traps handled here:
 from __future__ import annotations
 
 from infra.components.base import Concern
-from infra import images
+from infra import images, redisacl
 from infra.components.model import Edge, Port, Probe, Workload
 from infra.components.sizing import SENTINEL_STORAGE_GIB, resources_for
 
@@ -43,9 +43,10 @@ umask 077
 conf=/data/sentinel.conf
 [ -s "$conf" ] || cp "/etc/recon/redis/$RECON_MEMBER.conf" "$conf"
 grep -v -e '^sentinel auth-pass ' -e '^sentinel auth-user ' -e '^requirepass ' -e '^sentinel sentinel-pass ' \\
-  "$conf" > "$conf.new" || true
+  -e '^user exporter ' "$conf" > "$conf.new" || true
 printf 'requirepass "%s"\\nsentinel sentinel-pass "%s"\\nsentinel auth-user %s sentinel\\nsentinel auth-pass %s "%s"\\n' \\
   "$SENTINEL_PASSWORD" "$SENTINEL_PASSWORD" "$RECON_MASTER_NAME" "$RECON_MASTER_NAME" "$REDIS_SENTINEL_PASSWORD" >> "$conf.new"
+printf 'user exporter on >%s %s\\n' "$REDIS_EXPORTER_PASSWORD" "$RECON_SENTINEL_EXPORTER_RULES" >> "$conf.new"
 mv "$conf.new" "$conf"
 exec redis-server "$conf" --sentinel
 """
@@ -92,11 +93,13 @@ class Cache(Concern):
                 members=lay.sentinels(), kind="stateful", tier=("data",), user=images.UID,
                 storage_gib=SENTINEL_STORAGE_GIB, data_path=lay.data("sentinel-1"),
                 resources=resources_for(self.spec, "sentinel"), ports=[Port("sentinel", s.port)],
-                liveness=sping, readiness=sping, script=SENTINEL, env={"RECON_MASTER_NAME": s.master_name},
-                secret_env={"SENTINEL_PASSWORD": "sentinel_password", "REDIS_SENTINEL_PASSWORD": "redis_sentinel_password"},  # pragma: allowlist secret
+                liveness=sping, readiness=sping, script=SENTINEL,
+                env={"RECON_MASTER_NAME": s.master_name, "RECON_SENTINEL_EXPORTER_RULES": redisacl.SENTINEL_EXPORTER},
+                secret_env={"SENTINEL_PASSWORD": "sentinel_password", "REDIS_SENTINEL_PASSWORD": "redis_sentinel_password",  # pragma: allowlist secret
+                            "REDIS_EXPORTER_PASSWORD": "redis_exporter_password"},  # pragma: allowlist secret
                 http_client=None, member_files={m: [self.conf(f"redis/{m}.conf")] for m in lay.sentinels()},
                 peers=[Edge("backend", s.port), Edge("worker", s.port), Edge("redis", s.port),
-                       Edge("sentinel", s.port)]))
+                       Edge("sentinel", s.port), Edge("redis-exporter", s.port)]))
         return out
 
     def outputs(self):

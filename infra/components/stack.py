@@ -73,7 +73,8 @@ def prepare(spec: StackSpec, lookup: Lookup = _no_secrets) -> Platform:
     rendered = render_all(spec, layout, cls.render_context(spec))
     secrets = StackSecrets.resolve(spec, lookup)
     secrets.derive(spec, layout.host_of(PG_PRIMARY), [layout.host_of(p) for p in layout.postgres_replicas()],
-                   redis_nodes=[str(layout.endpoint(n)) for n in (REDIS_PRIMARY, *layout.redis_replicas())])
+                   redis_nodes=[str(layout.endpoint(n)) for n in (REDIS_PRIMARY, *layout.redis_replicas(),
+                                                                  *layout.sentinels())])
     platform = cls(spec, layout, secrets, rendered)
     platform.setup()
     return platform

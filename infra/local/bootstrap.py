@@ -97,7 +97,7 @@ def redis_secret_files(spec: StackSpec, layout: LocalLayout, secrets: dict) -> d
     """The Redis users (hashed), the replication credentials, and each consumer's password file."""
     def pw(consumer: str) -> str:
         return secrets[f"redis_{consumer}"].get_secret_value()
-    nodes = [services.REDIS_PRIMARY, *layout.redis_replicas()]
+    nodes = [services.REDIS_PRIMARY, *layout.redis_replicas(), *layout.sentinels()]
     exporter = {f"redis://{layout.endpoint(n)}": pw("exporter") for n in nodes}
     import json
     return {
@@ -118,7 +118,8 @@ def sentinel_secret_lines(spec: StackSpec, secrets: dict) -> str:
     name = spec.redis.sentinel.master_name
     sentinel_pw = secrets["sentinel_auth"].get_secret_value()
     return (f"requirepass {sentinel_pw}\nsentinel sentinel-pass {sentinel_pw}\n"
-            f"sentinel auth-user {name} sentinel\nsentinel auth-pass {name} {secrets['redis_sentinel'].get_secret_value()}\n")
+            f"sentinel auth-user {name} sentinel\nsentinel auth-pass {name} {secrets['redis_sentinel'].get_secret_value()}\n"
+            + redisacl.sentinel_exporter_user(secrets["redis_exporter"].get_secret_value()))
 
 
 def write_credentials(spec: StackSpec, layout: LocalLayout, secrets: dict, who: RunAs) -> None:

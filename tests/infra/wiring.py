@@ -109,6 +109,7 @@ DISCOVERED = {
 RELAYED = {
     ("prometheus", REDIS_PRIMARY): "redis-exporter",
     ("prometheus", "redis-replica"): "redis-exporter",
+    ("prometheus", "sentinel"): "redis-exporter",
 }
 """(holder, target) -> who connects: an address a workload is given only to pass on (Prometheus's
 redis-nodes job hands each Redis node to the redis exporter's /scrape)."""

@@ -216,3 +216,18 @@ def test_every_connection_to_postgres_is_encrypted_and_verified(running_stack, s
             assert [r for r in rows if not r[2]] == [], node
             if node == "postgres-primary" and running_stack.layout.postgres_replicas():
                 assert any(r[1] == "walsender" for r in rows)
+
+
+def test_the_exporters_sentinel_user_only_reads(running_stack, layout, secrets):
+    """The metrics exporter logs in to each Sentinel as ``exporter``: CKQUORUM and the masters'
+    state, never a command that changes who is master."""
+    import redis
+    ep = layout.endpoint(layout.sentinels()[0])
+    s = redis.Redis(host=ep.host, port=ep.port, socket_timeout=2, username="exporter",
+                    password=secrets["redis_exporter"].get_secret_value(), decode_responses=True)
+    name = running_stack.spec.redis.sentinel.master_name
+    assert s.execute_command("SENTINEL", "CKQUORUM", name).startswith("OK")
+    for command in (("SENTINEL", "FAILOVER", name), ("SENTINEL", "SET", name, "quorum", "1"),
+                    ("SENTINEL", "REMOVE", name), ("SENTINEL", "RESET", "*")):
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            s.execute_command(*command)

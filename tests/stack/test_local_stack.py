@@ -129,7 +129,8 @@ def test_plain_http_redirects_to_https(running_stack):
 def test_prometheus_reports_every_scrape_target_up(running_stack):
     spec, layout = running_stack.spec, running_stack.layout
     url = f"http://{layout.endpoint('prometheus')}/api/v1/targets"
-    expected_jobs = {"prometheus", "recon-backend", "postgres", "redis", "node", "nginx", "redis-nodes", "alertmanager"}
+    expected_jobs = {"prometheus", "recon-backend", "postgres", "redis", "node", "nginx", "redis-nodes",
+                     "redis-sentinels", "alertmanager"}
     deadline = time.monotonic() + 3 * spec.prometheus.scrape_interval_s + 15
     while True:
         targets = requests.get(url, timeout=5).json()["data"]["activeTargets"]
@@ -159,6 +160,21 @@ def test_prometheus_sees_exactly_one_redis_master_among_every_node(running_stack
         assert time.monotonic() < deadline, f"redis-nodes: {roles}"
         time.sleep(1)
     assert roles == ["master"] + ["slave"] * len(layout.redis_replicas())
+
+
+def test_every_sentinel_reports_quorum_to_prometheus(running_stack):
+    """The redis-sentinels job (SentinelQuorumLost) reads each Sentinel as its read-only exporter user."""
+    spec, layout = running_stack.spec, running_stack.layout
+    url = f"http://{layout.endpoint('prometheus')}/api/v1/query"
+    deadline = time.monotonic() + 3 * spec.prometheus.scrape_interval_s + 15
+    while True:
+        result = requests.get(url, params={"query": 'redis_sentinel_master_ckquorum_status{job="redis-sentinels"}'},
+                              timeout=5).json()["data"]["result"]
+        if len(result) == len(layout.sentinels()):
+            break
+        assert time.monotonic() < deadline, f"redis-sentinels: {result}"
+        time.sleep(1)
+    assert {r["value"][1] for r in result} == {"1"}
 
 
 def test_prometheus_loaded_the_alert_rules(running_stack):

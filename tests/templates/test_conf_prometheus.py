@@ -49,7 +49,9 @@ def test_prometheus_scrape_jobs_cover_every_exporter(render_local):
     jobs = {j["job_name"]: j for j in doc["scrape_configs"]}
     ports = r.spec.local_ports()
     assert set(jobs) == {"prometheus", "recon-backend", "postgres", "redis", "node", "nginx", "redis-nodes",
-                         "alertmanager"}
+                         "redis-sentinels", "alertmanager"}
+    assert jobs["redis-sentinels"]["static_configs"][0]["targets"] == [
+        f"redis://127.0.0.1:{ports[s]}" for s in ("sentinel-1", "sentinel-2", "sentinel-3")]
     nodes = jobs["redis-nodes"]  # every Redis node, through the redis exporter's /scrape
     assert nodes["static_configs"][0]["targets"] == [f"redis://127.0.0.1:{ports['redis-primary']}",
                                                      f"redis://127.0.0.1:{ports['redis-replica-1']}"]
