@@ -73,8 +73,12 @@ def test_request_id_is_echoed_when_safe_and_replaced_when_not(server: str) -> No
     assert bad != "x" * 500 and len(bad) == 32
 
 
-def test_metrics_use_route_templates_not_raw_urls(server: str, as_viewer: dict[str, str]) -> None:
-    missing = httpx.get(f"{server}/api/v1/runs/987654", headers=as_viewer)
+def test_metrics_use_route_templates_not_raw_urls(server: str, dsn: str) -> None:
+    from app import auth
+    with psycopg.connect(dsn) as conn:  # its own token: the shared ones' per-minute budget may be spent
+        _, token = auth.create_token(conn, name="metrics-probe", role="viewer")
+        conn.commit()
+    missing = httpx.get(f"{server}/api/v1/runs/987654", headers={"Authorization": f"Bearer {token}"})
     assert missing.status_code == 404, (missing.status_code, missing.text[:300])  # a flake once: say why
     assert httpx.get(f"{server}/no/such/path/123").status_code == 404
     text = httpx.get(f"{server}/metrics").text
