@@ -8,6 +8,9 @@ Sentinel: ``redis.sentinel.Sentinel.master_for`` returns a client whose pool ask
 sentinels for the current master on every new connection and drops connections on
 ``ReadOnlyError``/connection errors, so after a failover the next command reaches the new
 master. Trap: a command in flight during the switch fails once; helpers retry once.
+
+With tracing on, every command of the master client and of the Sentinel clients is a span
+(:func:`app.tracing.instrument_redis`: the command name, its arguments as ``?``).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
+from app import tracing
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -64,6 +68,8 @@ class Cache:
         else:
             self.client = None
             self.where = "(not configured)"
+        if self.client is not None:
+            tracing.instrument_redis(settings, self.client, *(self._sentinel.sentinels if self._sentinel else ()))
 
     def _run(self, fn: str, *args: Any, **kwargs: Any) -> Any:
         if self.client is None:

@@ -10,6 +10,8 @@ Traps:
   ``timeout`` seconds and raises :class:`DatabaseUnavailable`.
 * Connections are checked on checkout (one round trip): after a PostgreSQL restart or
   failover, stale pooled connections are replaced instead of failing the next requests.
+* With tracing on, every connection's cursors are :class:`app.tracing.TracedCursor`: each
+  query inside a request or a job is a span (statement text, never its parameters).
 * The replica lags the primary, by milliseconds or (replay conflicts, a slow disk, a
   ``recovery_min_apply_delay``) by minutes. ``reader()`` takes it however far behind it is:
   only for reads where staleness is harmless (the list of reconciliations). A read that must
@@ -28,6 +30,7 @@ from collections.abc import Iterator
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from app import tracing
 from app.settings import Settings, redact_dsn
 
 log = logging.getLogger(__name__)
@@ -53,7 +56,11 @@ class Database:
                  name: str = "recon") -> None:
         self.settings = settings
         dsn = settings.require_database_url()
-        kwargs = {"connect_timeout": max(1, int(settings.db_connect_timeout)), "application_name": name}
+        kwargs: dict[str, object] = {"connect_timeout": max(1, int(settings.db_connect_timeout)),
+                                     "application_name": name}
+        traced = tracing.cursor_factory(settings)
+        if traced is not None:
+            kwargs["cursor_factory"] = traced
         self._primary = ConnectionPool(
             dsn, kwargs=kwargs, min_size=settings.db_pool_min if min_size is None else min_size,
             max_size=settings.db_pool_max if max_size is None else max_size,
