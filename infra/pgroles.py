@@ -7,7 +7,8 @@
                         refresh_bulk_statistics() does that one owner-only task for it)
     <reader_user>       SELECT only: the service's replica reads and the logical backup
     <replication_user>  streaming replication
-    exporter            pg_monitor, on the postgres database
+    exporter            pg_monitor, and CONNECT to the application database (the exporter
+                        discovers every database for its per-database statistics)
 
 The owner's tables reach the other roles through default privileges, so tables a later
 migration creates need no deployment step. The local target runs :func:`privileges_sql` as
@@ -27,7 +28,7 @@ def privileges_sql(pg: PostgresSpec) -> str:
     default = f"ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public GRANT"
     return "\n".join([
         f"REVOKE ALL ON DATABASE {db} FROM PUBLIC;",
-        f"GRANT CONNECT ON DATABASE {db} TO {app}, {reader};",
+        f"GRANT CONNECT ON DATABASE {db} TO {app}, {reader}, exporter;",
         "REVOKE CREATE ON SCHEMA public FROM PUBLIC;",
         f"GRANT USAGE ON SCHEMA public TO {app}, {reader};",
         f"{default} SELECT, INSERT, UPDATE, DELETE ON TABLES TO {app};",
