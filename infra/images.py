@@ -107,8 +107,12 @@ def data_dirs(image: str) -> tuple[str, ...]:
     """Directories the image's services write (volumes mount there): owned by the service user
     in the image, so a new volume starts owned by it too."""
     dirs = {s.data for s in services.CATALOGUE if s.data and image_of(s.name) == image}
-    if image == "postgres":
+    # the volumes the database and Redis containers share (the backup repository; the backup
+    # metrics for node-exporter's textfile collector) start owned by the service user too
+    if image in ("postgres", "redis"):
         dirs.add(BACKUP_ROOT)
+    if image == "postgres":
+        dirs.add(services.service("node-exporter").data or "")
     return tuple(sorted(dirs))
 
 

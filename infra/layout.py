@@ -83,6 +83,11 @@ class Layout:
     def data(self, proc: str) -> str:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def pgdata(self, proc: str) -> str:
+        """A PostgreSQL node's data directory (``PGDATA``): its data path on this machine; a
+        subdirectory of the volume in a container (initdb wants an empty directory it owns)."""
+        return self.data(proc)
+
     def run(self, name: str) -> str:  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -181,6 +186,9 @@ class ContainerLayout(Layout):
             return "/var/lib/backup"  # infra.images.BACKUP_ROOT
         svc, _ = services.owner(self.spec, proc)
         return svc.data or f"/var/lib/{svc.name}"
+
+    def pgdata(self, proc: str) -> str:
+        return str(PurePosixPath(self.data(proc)) / "pgdata")
 
     def run(self, name: str) -> str:
         return str(PurePosixPath("/tmp") / name)

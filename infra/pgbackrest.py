@@ -78,15 +78,25 @@ def restore_command(spec, layout: Layout) -> str:
     return shlex.join(base_argv(BackupPaths.of(layout), spec.backup.stanza) + ["archive-get"]) + ' %f "%p"'
 
 
+def cipher_conf(spec, key: str) -> str:
+    """``cipher.conf`` in the include path: the repositories' cipher pass (empty: no cipher)."""
+    if spec.backup.cipher_type == "none":
+        return ""
+    return f"[global]\nrepo1-cipher-pass={key}\nrepo2-cipher-pass={key}\n"
+
+
+def pgpass(layout: Layout, password: str) -> str:
+    """pgBackRest's socket login as the superuser: a line per node (the primary role moves at
+    failover, and pgBackRest follows it)."""
+    paths = BackupPaths.of(layout)
+    escaped = password.replace("\\", "\\\\").replace(":", "\\:")
+    return "".join(f"{paths.socket}:{layout.bind(node).port}:*:postgres:{escaped}\n"
+                   for node in layout.postgres_nodes())
+
+
 def secret_files(spec, layout: Layout, secrets: dict) -> dict[str, str]:
     """The 0600 files pgBackRest reads: the cipher passes and a pgpass for its socket login."""
     paths = BackupPaths.of(layout)
-    out = {f"{paths.include}/cipher.conf": ""}
-    if spec.backup.cipher_type != "none":
-        key = secrets["backup_cipher"].get_secret_value()
-        out[f"{paths.include}/cipher.conf"] = f"[global]\nrepo1-cipher-pass={key}\nrepo2-cipher-pass={key}\n"
-    # a line per node: the primary role moves at failover, and pgBackRest follows it
-    password = secrets["postgres_superuser"].get_secret_value()
-    out[paths.pgpass] = "".join(f"{paths.socket}:{layout.bind(node).port}:*:postgres:{password}\n"
-                                for node in layout.postgres_nodes())
-    return out
+    key = secrets["backup_cipher"].get_secret_value() if spec.backup.cipher_type != "none" else ""
+    return {f"{paths.include}/cipher.conf": cipher_conf(spec, key),
+            paths.pgpass: pgpass(layout, secrets["postgres_superuser"].get_secret_value())}

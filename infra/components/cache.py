@@ -73,6 +73,8 @@ class Cache(Concern):
             secret_files={lay.secret("redis-users.acl"): "redis_acl",
                           lay.secret("redis-replication.conf"): "redis_replication_conf"},
             http_client=None,
+            # `fab backup` copies the master's RDB/AOF into the backup set on the shared repository
+            shared=({"backup": lay.data("backup")} if self.platform.backs_up_in_place(self.spec) else {}),
         )
         peers = [Edge("backend", r.port), Edge("worker", r.port), Edge("redis", r.port), Edge("sentinel", r.port)]
         # the exporter reads every node (Prometheus's redis-nodes job: which one is master)

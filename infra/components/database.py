@@ -20,9 +20,8 @@ from infra import images, pgroles
 from infra.components.base import Concern
 from infra.components.model import Edge, Port, Probe, Workload
 from infra.components.sizing import resources_for
+from infra.pgbackrest import BackupPaths, base_argv
 from infra.services import PG_PRIMARY, replica_slot
-
-PGDATA = "/var/lib/postgresql/data/pgdata"
 
 PRIMARY = r"""set -eu
 umask 077
@@ -54,6 +53,11 @@ SQL
   for slot in $RECON_REPLICA_SLOTS; do
     psql -v ON_ERROR_STOP=1 -h "$sock" -U postgres -d postgres -c "SELECT pg_create_physical_replication_slot('$slot')"
   done
+  if [ -n "${RECON_PGBACKREST:-}" ]; then
+    # the repository lives on the volume the database containers share: WAL archiving starts now
+    mkdir -p "$RECON_BACKUP_ROOT/pgbackrest/log" "$RECON_BACKUP_ROOT/pgbackrest/lock" "$RECON_BACKUP_ROOT/pgbackrest/spool"
+    $RECON_PGBACKREST stanza-create
+  fi
   unset PGPASSWORD
   kill -INT "$pid"
   wait "$pid"
@@ -90,19 +94,23 @@ class Database(Concern):
             writable=["/tmp"], ports=[Port("postgres", pg.port)], liveness=ready, readiness=ready,
             http_client=None,
         )
-        env = {"PGDATA": PGDATA, "RECON_REPLICATION_USER": pg.replication_user}
+        env = {"PGDATA": lay.pgdata(PG_PRIMARY), "RECON_REPLICATION_USER": pg.replication_user}
+        backup = self.backup()
         out = [Workload(
             name=PG_PRIMARY, members=[PG_PRIMARY], script=PRIMARY,
             env={**env, "RECON_APP_USER": pg.user, "RECON_OWNER_USER": pg.owner_user,
                  "RECON_READER_USER": pg.reader_user, "RECON_DATABASE": pg.database,
                  "RECON_PRIVILEGES_SQL": pgroles.privileges_sql(pg),
                  "RECON_CONFIG": lay.conf("postgres/primary/postgresql.conf"),
-                 "RECON_REPLICA_SLOTS": " ".join(replica_slot(r) for r in lay.postgres_replicas())},
+                 "RECON_REPLICA_SLOTS": " ".join(replica_slot(r) for r in lay.postgres_replicas()),
+                 **backup.get("env", {})},
             secret_env={"RECON_SUPERUSER_PASSWORD": "superuser_password", "RECON_APP_PASSWORD": "postgres_password",
                         "RECON_OWNER_PASSWORD": "owner_password", "RECON_READER_PASSWORD": "reader_password",  # pragma: allowlist secret (names)
                         "RECON_REPLICATION_PASSWORD": "replication_password",
                         "RECON_EXPORTER_PASSWORD": "exporter_password"},
-            files=[self.conf("postgres/primary/postgresql.conf"), self.conf("postgres/pg_hba.conf")],
+            files=[self.conf("postgres/primary/postgresql.conf"), self.conf("postgres/pg_hba.conf"),
+                   *backup.get("files", [])],
+            secret_files=backup.get("secret_files", {}), shared=backup.get("shared", {}),
             # the logical backup reads a replica when there is one
             peers=[Edge("backend", pg.port), Edge("worker", pg.port), Edge("migrate", pg.port),
                    Edge("postgres", pg.port), Edge("postgres-exporter", pg.port)]
@@ -113,16 +121,36 @@ class Database(Concern):
                 name="postgres-replica", members=lay.postgres_replicas(), script=REPLICA,
                 env={**env, "RECON_PRIMARY_HOST": primary.host, "RECON_PRIMARY_PORT": str(primary.port),
                      "RECON_PGPASS": lay.secret("pgpass-replication")},
-                files=[self.conf("postgres/pg_hba.conf")],
+                files=[self.conf("postgres/pg_hba.conf"), *backup.get("files", [])],
+                shared=backup.get("shared", {}),
                 member_files={m: [self.conf(f"postgres/{m.removeprefix('postgres-')}/postgresql.conf")]
                               for m in lay.postgres_replicas()},
-                secret_files={lay.secret("pgpass-replication"): "pgpass"},
+                secret_files={lay.secret("pgpass-replication"): "pgpass", **backup.get("secret_files", {})},
                 # ops/ checks and repairs a replica as the superuser, through the socket
                 secret_env={"RECON_SUPERUSER_PASSWORD": "superuser_password"},
                 peers=[Edge("backend", pg.port), Edge("worker", pg.port), Edge("postgres", pg.port),
                        Edge("backup", pg.port)],
                 **common))
         return out
+
+    def backup(self) -> dict:
+        """What the database containers need to run pgBackRest themselves, where the platform
+        gives them a shared volume for its repository (one Docker host): the rendered
+        pgbackrest.conf, the cipher pass and socket login (0600), the repository and the
+        node-exporter textfile directory (``fab backup`` publishes the BackupTooOld metrics
+        there). Elsewhere, nothing: archive_mode stays off (docs/backups.md)."""
+        if not self.platform.backs_up_in_place(self.spec):
+            return {}
+        lay = self.layout
+        paths = BackupPaths.of(lay)
+        return {
+            "files": [self.conf("pgbackrest/pgbackrest.conf")],
+            "secret_files": {f"{paths.include}/cipher.conf": "pgbackrest_cipher_conf",
+                             paths.pgpass: "pgbackrest_pgpass"},
+            "shared": {"backup": paths.root, "node-textfile": lay.data("node-exporter")},
+            "env": {"RECON_BACKUP_ROOT": paths.root,
+                    "RECON_PGBACKREST": " ".join(base_argv(paths, self.spec.backup.stanza))},
+        }
 
     def outputs(self):
         return {**super().outputs(), "primary": str(self.layout.endpoint(PG_PRIMARY)),

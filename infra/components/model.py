@@ -117,6 +117,9 @@ class Workload:
     """Workloads (by name) that must have been created, or for jobs completed, first."""
     schedule: str | None = None
     """Cron schedule for kind="cronjob"."""
+    shared: dict[str, str] = field(default_factory=dict)
+    """Volume name -> container path: a volume several workloads mount (the backup repository;
+    only where ``Platform.shared_volumes``)."""
     host_paths: dict[str, str] = field(default_factory=dict)
     """Host path -> container path, mounted read-only (node-exporter only)."""
     http_client: Literal["curl", "wget", "python"] | None = "wget"

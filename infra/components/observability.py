@@ -97,6 +97,9 @@ class Observability(Concern):
             command=[*self.command("node-exporter"), "--path.procfs=/host/proc", "--path.sysfs=/host/sys",
                      "--no-collector.wifi"],
             host_paths={"/proc": "/host/proc", "/sys": "/host/sys"}, ports=[Port("metrics", ex.node_port)],
+            # its textfile directory: where `fab backup` publishes the BackupTooOld metrics
+            shared=({"node-textfile": lay.data("node-exporter")}
+                    if self.platform.backs_up_in_place(self.spec) else {}),
             liveness=http("/", ex.node_port), readiness=http("/", ex.node_port),
             resources=resources_for(s, "node-exporter"), peers=[Edge("prometheus", ex.node_port)],
             exemptions={"host-path": "node metrics are read from the host's /proc and /sys, mounted read-only"}))

@@ -38,6 +38,15 @@ class Platform(abc.ABC):
     """The ops executor kind that runs a command in one of this target's processes."""
     supports_schedules: bool = False
     """True when the target runs cron jobs itself (Kubernetes CronJob); else ops/ schedules."""
+    shared_volumes: bool = False
+    """True when workloads can mount one volume together (one Docker host): the database
+    containers then archive WAL to a pgBackRest repository on a volume they share, Redis copies
+    its RDB there and node-exporter reads the backup's metrics (``Workload.shared``)."""
+
+    @classmethod
+    def backs_up_in_place(cls, spec: StackSpec) -> bool:
+        """pgBackRest runs in the database containers with its repository on a shared volume."""
+        return cls.shared_volumes and spec.backup.enabled
 
     def __init__(self, spec: StackSpec, layout: ContainerLayout, secrets: StackSecrets,
                  rendered: dict[str, Rendered]):

@@ -148,5 +148,15 @@ class StackSecrets:
             lambda pw: f"*:*:*:{pg.replication_user}:{_pgpass_escape(pw)}\n"))
 
 
+    def derive_backup(self, spec: StackSpec, layout) -> None:
+        """pgBackRest's two secret files, where the target runs it in the database containers:
+        the repositories' cipher pass and the superuser's socket login (infra/pgbackrest.py)."""
+        from infra import pgbackrest
+        self.values["pgbackrest_cipher_conf"] = pulumi.Output.secret(self["backup_cipher_pass"].apply(
+            lambda key: pgbackrest.cipher_conf(spec, key)))
+        self.values["pgbackrest_pgpass"] = pulumi.Output.secret(self["superuser_password"].apply(
+            lambda pw: pgbackrest.pgpass(layout, pw)))
+
+
 def _pgpass_escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace(":", "\\:")

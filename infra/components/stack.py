@@ -75,6 +75,8 @@ def prepare(spec: StackSpec, lookup: Lookup = _no_secrets) -> Platform:
     secrets.derive(spec, layout.host_of(PG_PRIMARY), [layout.host_of(p) for p in layout.postgres_replicas()],
                    redis_nodes=[str(layout.endpoint(n)) for n in (REDIS_PRIMARY, *layout.redis_replicas(),
                                                                   *layout.sentinels())])
+    if cls.backs_up_in_place(spec):
+        secrets.derive_backup(spec, layout)
     platform = cls(spec, layout, secrets, rendered)
     platform.setup()
     return platform

@@ -101,14 +101,18 @@ class DockerPlatform(Platform):
     target = "docker"
     executor = "docker"
     supports_schedules = False
+    shared_volumes = True
 
     @staticmethod
     def make_layout(spec: StackSpec) -> ContainerLayout:
         return ContainerLayout(spec, "docker")
 
-    @staticmethod
-    def render_context(spec: StackSpec) -> RenderContext:
-        return RenderContext()
+    @classmethod
+    def render_context(cls, spec: StackSpec) -> RenderContext:
+        from infra.pgbackrest import archive_command
+        # WAL goes to the pgBackRest repository on the volume the database containers share
+        return RenderContext(archive_command=archive_command(spec, cls.make_layout(spec))
+                             if cls.backs_up_in_place(spec) else None)
 
     def setup(self, parent: pulumi.Resource | None = None) -> list[pulumi.Resource]:
         need_tls = self.spec.nginx.tls and "tls_cert" not in self.secrets.values
@@ -117,6 +121,7 @@ class DockerPlatform(Platform):
         self.images: dict[str, pulumi.Resource] = {}
         self.containers: dict[str, list[docker.Container]] = {}
         self.container_names: dict[str, str] = {}
+        self.shared: dict[str, docker.Volume] = {}
         return [self.host]
 
     def cname(self, member: str) -> str:
@@ -185,6 +190,9 @@ class DockerPlatform(Platform):
                                      opts=pulumi.ResourceOptions(parent=parent))
                 out.append(conf)
                 mounts.append(docker.ContainerMountArgs(target=CONF_ROOT, type="volume", source=conf.name))
+            for name, target in sorted(w.shared.items()):
+                mounts.append(docker.ContainerMountArgs(target=target, type="volume",
+                                                        source=self._shared(name, out).name))
             for host_path, target in sorted(w.host_paths.items()):
                 # no rslave propagation: /proc and /sys need none, and it fails on hosts whose root
                 # mount is not shared ("not a shared or slave mount")
@@ -229,6 +237,17 @@ class DockerPlatform(Platform):
             containers.append(container)
         self.containers[w.name] = containers
         return out + containers
+
+    def _shared(self, name: str, out: list[pulumi.Resource]) -> docker.Volume:
+        """The stack's volume ``name``, declared by the first workload that mounts it; kept when
+        the stack is destroyed, as the data volumes are (it holds the backups)."""
+        if name not in self.shared:
+            self.shared[name] = docker.Volume(
+                f"shared-{name}", name=f"recon-{self.spec.name}-{name}",
+                labels=[docker.VolumeLabelArgs(label="recon.stack", value=self.spec.name)],
+                opts=pulumi.ResourceOptions(parent=self.host, retain_on_delete=True))
+            out.append(self.shared[name])
+        return self.shared[name]
 
     def traffic(self, slots: dict[str, Workload], parent: pulumi.Resource) -> list[pulumi.Resource]:
         return []

@@ -274,6 +274,9 @@ class KubernetesPlatform(Platform):
 
     # -- workloads ------------------------------------------------------------------------
     def deploy(self, w: Workload, parent: pulumi.Resource) -> list[pulumi.Resource]:
+        if w.shared:
+            raise ValueError(f"{w.name}: shared volumes {sorted(w.shared)} need one host (shared_volumes); "
+                             "a namespace's pods have none")
         self.workloads.append(w)
         self.owner[w.name] = parent
         if w.kind == "daemon":

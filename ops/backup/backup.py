@@ -96,9 +96,10 @@ def run_backup(site: Site, tier: str, run: Run, offsite: bool = True) -> dict | 
         components["redis"] = run.step("redis RDB (BGSAVE until LASTSAVE changes) and AOF directory",
                                        f"redis-cli BGSAVE; LASTSAVE; cp dump.rdb appendonlydir {set_dir}/redis",
                                        lambda: redis.backup(redis.find_master(clis), f"{set_dir}/redis"))
+        root, include = site.files_source()
         components["files"] = run.step("configs and logs into an archive with a sha256 list",
-                                       f"tar -czf {set_dir}/files.tar.gz conf log",
-                                       lambda: files.archive(ex, site.state_dir, set_dir))
+                                       f"tar -czf {set_dir}/files.tar.gz -C {root} {' '.join(include)}",
+                                       lambda: files.archive(ex, root, set_dir, include))
 
         def write_manifest():
             doc = {"format": manifest.FORMAT, "id": set_id, "stack": spec.name, "tier": tier,

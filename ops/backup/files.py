@@ -22,10 +22,11 @@ from ops.executors import Executor
 INCLUDE = ("conf", "log")
 
 
-def archive(ex: Executor, state_dir: str, set_dir: str) -> dict:
+def archive(ex: Executor, state_dir: str, set_dir: str, include: tuple[str, ...] = INCLUDE) -> dict:
+    """The directories ``include`` of ``state_dir`` (on the database host) into the set."""
     q = shlex.quote
     stage = f"{set_dir}/.files-staging"
-    present = " ".join(q(d) for d in INCLUDE)
+    present = " ".join(q(d) for d in include)
     ex.run(f"set -e; rm -rf {q(stage)}; mkdir -p {q(stage)}; cd {q(state_dir)}; "
            f"for d in {present}; do [ -d \"$d\" ] && cp -a \"$d\" {q(stage)}/; done; "
            f"cd {q(stage)}; find . -type f ! -name files.sha256 -print0 | sort -z | xargs -0 -r sha256sum > files.sha256; "
@@ -34,7 +35,7 @@ def archive(ex: Executor, state_dir: str, set_dir: str) -> dict:
            timeout=1800)
     count = ex.run(f"wc -l < {q(set_dir + '/files.sha256')}").stdout.strip()
     return {"archive": "files.tar.gz", "sha256_list": "files.sha256", "entries": int(count or 0),
-            "includes": list(INCLUDE)}
+            "includes": list(include)}
 
 
 def restore(ex: Executor, set_dir: str, dest: str, current_conf: str) -> dict:

@@ -80,16 +80,17 @@ def backup(cli: RedisCli, dest: str, timeout: float = 300) -> dict:
     ex = cli.ex
     data_dir = cli.config("dir")
     # One round trip: BGSAVE and the LASTSAVE wait run on the host (each SSH call costs time).
+    # POSIX sh: a container's shell may be dash (no $SECONDS).
     rc = shlex.join(cli.base)
     script = f"""set -u
 before=$({rc} LASTSAVE)
-deadline=$((SECONDS + {int(timeout)}))
+deadline=$(($(date +%s) + {int(timeout)}))
 while :; do out=$({rc} BGSAVE); case "$out" in *"in progress"*) sleep 0.1;; *) break;; esac
-  [ $SECONDS -gt $deadline ] && {{ echo "timeout: BGSAVE refused: $out"; exit 3; }}; done
+  [ "$(date +%s)" -gt $deadline ] && {{ echo "timeout: BGSAVE refused: $out"; exit 3; }}; done
 case "$out" in *ERR*) echo "BGSAVE: $out"; exit 2;; esac
 while :; do last=$({rc} LASTSAVE)
   if [ "$last" != "$before" ] && {rc} INFO persistence | grep -q '^rdb_bgsave_in_progress:0'; then break; fi
-  [ $SECONDS -gt $deadline ] && {{ echo "timeout: LASTSAVE did not change"; exit 3; }}; sleep 0.05; done
+  [ "$(date +%s)" -gt $deadline ] && {{ echo "timeout: LASTSAVE did not change"; exit 3; }}; sleep 0.05; done
 {rc} INFO persistence | grep '^rdb_last_bgsave_status:' | tr -d '\r'
 echo "lastsave:$last"
 """

@@ -1,6 +1,11 @@
 """Where a stack's backups happen: its inventory, the database host's executor, the paths,
 pgBackRest there, and the secrets the tools need. Built once per task from the spec.
 
+    local    every process on this machine (or over SSH): the layout's paths, supervisord
+    docker   pgBackRest in the PostgreSQL containers (``docker exec``), its repository and the
+             backup sets on the volume they share with Redis and node-exporter (infra/
+             components/database.py); the secrets from the Pulumi program's inventory output
+
 Trap: secrets are read from the stack's store without writing it (``LocalTarget.secrets()``
 would persist an operator's ``RECON_BACKUP__CIPHER_PASS`` over the stored key, so a mistyped key
 would become the stack's key). An operator-supplied cipher pass only reaches pgBackRest
@@ -16,9 +21,9 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from infra.layout import LocalLayout
+from infra.layout import ContainerLayout, Layout, LocalLayout
 from infra.pgbackrest import BackupPaths
-from infra.services import PG_BIN
+from infra.services import PG_BIN, PG_PRIMARY
 from infra.spec import StackSpec
 from ops.backup.pgbackrest import PgBackRest
 from ops.errors import PreflightFailed, VersionMismatch
@@ -32,24 +37,29 @@ TIER_TO_BACKUP = {"daily": ("diff", 1), "weekly": ("full", 1), "incr": ("incr", 
 class Site:
     spec: StackSpec
     inventory: Inventory
-    layout: LocalLayout
+    layout: Layout
     paths: BackupPaths
 
     @classmethod
     def of(cls, spec: StackSpec) -> "Site":
-        if spec.target != "local":
-            raise PreflightFailed(f"stack {spec.name!r} has target {spec.target!r}; backup and restore drive "
-                                  "the local target's hosts here (docs/backups.md: container targets)")
+        if spec.target == "kubernetes":
+            raise PreflightFailed(f"stack {spec.name!r} has target 'kubernetes': pgBackRest runs in the database "
+                                  "containers where they share a volume for its repository (local and docker "
+                                  "targets); a cluster's pods need object storage for it, which is not built yet. "
+                                  "The logical export runs there as a CronJob (docs/backups.md: container targets)")
         if not spec.backup.enabled:
             raise PreflightFailed(f"backup.enabled is false for stack {spec.name!r}; allowed: true "
                                   "(set it and run `fab up` to start WAL archiving)")
-        layout = LocalLayout(spec)
+        layout: Layout = LocalLayout(spec) if spec.target == "local" else ContainerLayout(spec, spec.target)
         return cls(spec, load_inventory(spec), layout, BackupPaths.of(layout))
 
     @property
     def pg_primary(self) -> str:
         """The PostgreSQL node that holds the primary role now (release.json; a former replica
-        after ``fab db.failover``): backups, archiving and restores act on it."""
+        after ``fab db.failover``): backups, archiving and restores act on it. The docker
+        target records no failover: its primary is the one the program declares."""
+        if self.spec.target != "local":
+            return PG_PRIMARY
         from infra.local.release import load
         return load(self.spec).postgres.primary
 
@@ -63,7 +73,18 @@ class Site:
 
     @property
     def state_dir(self) -> str:
+        if not isinstance(self.layout, LocalLayout):
+            raise PreflightFailed(f"stack {self.spec.name!r} (target {self.spec.target!r}) has no local state "
+                                  "directory: this step drives the local target only")
         return str(self.layout.root)
+
+    def files_source(self) -> tuple[str, tuple[str, ...]]:
+        """What the set's file archive holds, on the database host: the rendered configs and
+        logs (local); in a database container, its configs (logs go to the engine's log driver,
+        secrets are never archived: they live under /etc/recon/secrets, left out)."""
+        if isinstance(self.layout, LocalLayout):
+            return str(self.layout.root), ("conf", "log")
+        return self.layout.conf(""), ("postgres", "pgbackrest")
 
     def pgbackrest(self) -> PgBackRest:
         cipher = self.spec.backup.cipher_pass
@@ -71,6 +92,10 @@ class Site:
                           cipher.get_secret_value() if cipher else None)
 
     def secrets(self) -> dict[str, SecretStr]:
+        if self.spec.target != "local":
+            # the program's inventory output (pulumi stack output --show-secrets), 0600 beside the state
+            doc = json.loads((self.spec.state_path / "inventory.json").read_text())
+            return {"redis_ops": SecretStr(doc["redis"]["password"])}
         path = Path(self.state_dir) / "secrets" / "secrets.json"
         if not path.exists():
             raise PreflightFailed(f"no secrets for stack {self.spec.name!r} at {path}: was it ever started (fab up)?")

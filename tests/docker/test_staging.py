@@ -201,3 +201,68 @@ def test_the_app_image_holds_exactly_the_locked_versions(staging):
     installed = json.loads(res.stdout)
     locked = {line.split("==")[0]: line.split("==")[1].split()[0] for line in images.runtime_requirements()}
     assert installed == locked
+
+
+def _prometheus(spec, query: str) -> list[dict]:
+    with httpx.Client(base_url=f"http://127.0.0.1:{spec.prometheus.port}", timeout=10) as c:
+        res = c.get("/api/v1/query", params={"query": query})
+    assert res.status_code == 200, res.text
+    return res.json()["data"]["result"]
+
+
+def test_wal_archiving_runs_in_the_database_containers(staging):
+    """archive_command pushes every WAL segment to the pgBackRest repository on the volume the
+    database containers share; a forced switch is archived, nothing has failed."""
+    psql = 'PGPASSWORD="$RECON_SUPERUSER_PASSWORD" psql -X -At -h /tmp -U postgres -d postgres -c'
+    before = int(dexec("recon-staging-postgres-primary", f"{psql} \"SELECT archived_count FROM pg_stat_archiver\""))
+    dexec("recon-staging-postgres-primary", f"{psql} \"SELECT pg_switch_wal() FROM (SELECT txid_current()) t\"")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        row = dexec("recon-staging-postgres-primary",
+                    f"{psql} \"SELECT archived_count, failed_count, archive_mode FROM pg_stat_archiver, "
+                    "(SELECT setting AS archive_mode FROM pg_settings WHERE name = 'archive_mode') s\"")
+        archived, failed, mode = row.split("|")
+        if int(archived) > before:
+            break
+        time.sleep(0.5)
+    assert (mode, failed) == ("on", "0") and int(archived) > before, row
+    segments = dexec("recon-staging-postgres-replica-1", "find /var/lib/backup/pgbackrest/repo1/archive -name '0*' | wc -l")
+    assert int(segments) >= 1, "the replica's container sees the same repository (it archives after a failover)"
+
+
+def test_fab_backup_on_staging_makes_a_verified_set_and_feeds_backup_too_old(staging):
+    """`fab backup --stack staging` through `docker exec`: pgBackRest in the primary's container,
+    the logical dump, Redis's RDB from the master's container, the configs, a manifest, verify;
+    then `fab backups` and `fab backup.verify` read it back, and the BackupTooOld metric reaches
+    Prometheus through node-exporter's textfile directory (a volume shared with the database)."""
+    spec = staging[0]
+    if not any(r["id"] for r in json.loads(fab("backups", "--stack", "staging", "--json").stdout or "[]")):
+        # a new stack has no backup: the alert is on its way (absent metric), the backup stops it
+        deadline = time.monotonic() + 60  # the rules' first evaluation on a stack just up
+        while not _prometheus(spec, 'ALERTS{alertname="BackupTooOld"}'):
+            assert time.monotonic() < deadline, "BackupTooOld should be pending before any backup"
+            time.sleep(2)
+    t0 = time.monotonic()
+    res = fab("backup", "--stack", "staging", timeout=600)
+    FIGURES["backup_s"] = round(time.monotonic() - t0, 1)
+    assert res.returncode == 0, res.stderr[-2000:]
+    set_id = res.stdout.strip().splitlines()[-1]
+    listed = json.loads(fab("backups", "--stack", "staging", "--json").stdout)
+    row = next(r for r in listed if r["id"] == set_id)
+    assert (row["tier"], row["type"], row["verified"], row["status"]) == ("daily", "diff" if len(listed) > 1 else
+                                                                          row["type"], True, "ok")
+    verify = fab("backup.verify", "--stack", "staging", "--backup", set_id, "--json")
+    assert verify.returncode == 0 and json.loads(verify.stdout)[0]["ok"] is True, verify.stdout + verify.stderr
+    files = dexec("recon-staging-redis-primary", f"ls /var/lib/backup/sets/{set_id} /var/lib/backup/sets/{set_id}/redis")
+    assert {"manifest.json", "logical.dump", "files.tar.gz", "dump.rdb"} <= set(files.split())
+    archived = dexec("recon-staging-postgres-primary", f"tar -tzf /var/lib/backup/sets/{set_id}/files.tar.gz")
+    assert "./postgres/primary/postgresql.conf" in archived and "secrets" not in archived
+    deadline = time.monotonic() + 120  # a scrape, then the rule's next evaluation
+    while True:
+        ages = _prometheus(spec, 'time() - recon_backup_last_success_timestamp_seconds{stack="staging"}')
+        alert = _prometheus(spec, 'ALERTS{alertname="BackupTooOld"}')
+        if (ages and not alert) or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert ages and float(ages[0]["value"][1]) < 600, ages
+    assert alert == [], f"BackupTooOld still {alert[0]['metric']['alertstate']} after the backup"

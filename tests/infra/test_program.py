@@ -38,7 +38,7 @@ EXPECTED = {
         # data: 2 postgres + 2 redis + 3 sentinel + prometheus + backup; conf: every container
         # with rendered or secret files (2 pg, 2 redis, 3 sentinel, nginx, prometheus, alertmanager,
         # grafana, the postgres exporter's password file)
-        "docker:index/volume:Volume": 22,
+        "docker:index/volume:Volume": 24,
         "random:index/randomPassword:RandomPassword": 15,  # SECRET_KEYS (infra/components/secrets.py)
         "tls:index/privateKey:PrivateKey": 1,    # self-signed staging TLS (no recon:tls_cert set)
         "tls:index/selfSignedCert:SelfSignedCert": 1,
