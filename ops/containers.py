@@ -37,6 +37,10 @@ SENTINEL_CLI = 'REDISCLI_AUTH="$SENTINEL_PASSWORD" redis-cli --no-auth-warning'
 """In a Redis container: the ops ACL user; in a Sentinel's: the Sentinels' own password (infra/redisacl.py)."""
 
 
+CHECKED_KINDS = ("postgres", "redis", "sentinel", "backend", "nginx")
+"""Kinds whose readiness :meth:`ContainerStatus.check` judges itself (the others: the engine's healthcheck)."""
+
+
 class ContainerStatus:
     def __init__(self, spec: StackSpec, inventory: Inventory | None = None):
         self.spec = spec
@@ -62,7 +66,11 @@ class ContainerStatus:
         return st["Status"].upper(), (st.get("Health") or {}).get("Status"), uptime
 
     def sh(self, svc: Service, script: str, timeout: float = 15) -> str:
-        res = svc.executor.run(script, timeout=timeout, check=False)
+        import subprocess
+        try:
+            res = svc.executor.run(script, timeout=timeout, check=False)
+        except subprocess.TimeoutExpired:
+            raise RuntimeError(f"no answer within {timeout:.0f}s") from None
         if not res.ok:
             raise RuntimeError((res.stderr or res.stdout).strip().splitlines()[-1:] or [f"exit {res.exit_code}"])
         return res.stdout.strip()

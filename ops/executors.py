@@ -4,6 +4,7 @@
     ├── LocalExecutor     this machine (subprocess), optionally as another user (runuser)
     ├── SshExecutor       a host over SSH (Fabric/paramiko)
     ├── DockerExecutor    ``docker exec`` into a container (staging)
+    │   └── DockerVolumesExecutor  a stopped container's volumes, in a throwaway one
     └── KubectlExecutor   ``kubectl exec`` into a pod (production)
 
 Every executor returns a :class:`Result` and raises :class:`CommandFailed` (command, exit
@@ -26,6 +27,7 @@ REGISTRY = {
     "local": "ops.executors:LocalExecutor",
     "ssh": "ops.executors:SshExecutor",
     "docker": "ops.executors:DockerExecutor",
+    "docker-volumes": "ops.executors:DockerVolumesExecutor",
     "kubectl": "ops.executors:KubectlExecutor",
 }
 
@@ -158,6 +160,27 @@ class DockerExecutor(Executor):
             raise ExecutorUnreachable(f"{argv[0]} is not installed on this machine") from exc
         return self._finish(Result(line, p.returncode, p.stdout, p.stderr, time.monotonic() - t0, where),
                             check)
+
+
+@dataclass
+class DockerVolumesExecutor(DockerExecutor):
+    """A stopped container's data: ``docker run --rm --volumes-from <container>`` of ``image``,
+    as ``user``, without a network, read-only root; only its volumes (and /tmp) are writable.
+
+    ``options``: container, image, user (``uid:gid``)."""
+
+    def run(self, cmd, *, env=None, timeout=600, check=True, user=None) -> Result:
+        line = _cmdline(cmd)
+        o = self.options
+        argv = [o.get("docker", "docker"), "run", "--rm", "--volumes-from", o["container"], "--network", "none",
+                "--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL", "--security-opt", "no-new-privileges:true",
+                "--entrypoint", "sh"]
+        for k in (env or {}):
+            argv += ["-e", k]
+        if user or o.get("user"):
+            argv += ["-u", user or o["user"]]
+        argv += [o["image"], "-c", f"umask 077; {line}"]
+        return self._exec(argv, line, env, timeout, check, f"docker-volumes:{o['container']}")
 
 
 @dataclass

@@ -121,21 +121,29 @@ def archiving_works(target: Any) -> Finding:
         return Finding(name, False, f"cannot ask {primary}: {str(exc).splitlines()[0][:150]}")
 
 
+RESTORABLE = "the latest backup can restore (its WAL is in the repository)"
+
+
 def backups_restorable(target: Any) -> Finding:
-    name = "the latest backup can restore (its WAL is in the repository)"
     if not target.spec.backup.enabled:
-        return Finding(name, True, "backup.enabled is false")
+        return Finding(RESTORABLE, True, "backup.enabled is false")
     from infra.pgbackrest import BackupPaths, base_argv
     from ops.executors import executor
     paths = BackupPaths.of(target.layout)
     user = target.service_user
     res = executor("local", user=user).run(base_argv(paths, target.spec.backup.stanza) + ["info", "--output=json"],
                                            env={"PGPASSFILE": paths.pgpass}, check=False, timeout=60)
+    return _restorable(target.spec, res)
+
+
+def _restorable(spec: Any, res: Any) -> Finding:
+    """Judge ``pgbackrest info --output=json``'s result: the latest backup's WAL is archived."""
+    name = RESTORABLE
     if not res.ok:
         return Finding(name, False, f"pgbackrest info failed: {(res.stderr or res.stdout).strip()[-300:]}")
-    stanza = next((s for s in json.loads(res.stdout, strict=False) if s["name"] == target.spec.backup.stanza), None)
+    stanza = next((s for s in json.loads(res.stdout, strict=False) if s["name"] == spec.backup.stanza), None)
     if stanza is None:
-        return Finding(name, False, f"stanza {target.spec.backup.stanza!r} not in the repository")
+        return Finding(name, False, f"stanza {spec.backup.stanza!r} not in the repository")
     if stanza["status"]["code"] == 2:
         return Finding(name, True, "no backup yet (run `fab backup --full`)")
     if stanza["status"]["code"] not in (0, 4):
@@ -179,7 +187,118 @@ def one_redis_master(target: Any) -> Finding:
 
 ALL: tuple[Callable[[Any], Finding], ...] = (one_writable_primary, replicas_streaming, archiving_works,
                                              backups_restorable, one_redis_master)
-SETTLING = (replicas_streaming, one_redis_master)
+
+
+# -- the same invariants on a container target, through ``docker exec`` ---------------------------
+# ``target`` is an ops.containers.ContainerStatus: the inventory, and ``sh`` into a container.
+
+def _sql(cs: Any, node: str, query: str) -> str:
+    from ops.containers import PSQL
+    import shlex as _shlex
+    return cs.sh(cs.inventory.get(node), f"{PSQL} {_shlex.quote(query)}", timeout=30)
+
+
+def _running_in(cs: Any, kind: str) -> list[str]:
+    return [s.name for s in cs.inventory.of_kind(kind) if cs.state(s)[0] == "RUNNING"]
+
+
+def c_one_writable_primary(cs: Any) -> Finding:
+    from infra.services import PG_PRIMARY
+    name = "one writable PostgreSQL primary"
+    writable, errors = [], []
+    for node in _running_in(cs, "postgres"):
+        try:
+            if _sql(cs, node, "SELECT pg_is_in_recovery()") == "f":
+                writable.append(node)
+        except Exception as exc:  # noqa: BLE001 - any failure to ask is evidence
+            errors.append(f"{node}: {str(exc)[:120]}")
+    ok = writable == [PG_PRIMARY] and not errors
+    return Finding(name, ok, f"writable nodes {writable or 'none'} (the program's primary is {PG_PRIMARY})"
+                   + (f"; unreachable: {'; '.join(errors)}" if errors else ""))
+
+
+def c_replicas_streaming(cs: Any) -> Finding:
+    from infra.services import PG_PRIMARY
+    name = "every replica in recovery, streaming from the primary"
+    bad: list[str] = []
+    good: list[str] = []
+    for node in _running_in(cs, "postgres"):
+        if node == PG_PRIMARY:
+            continue
+        ok, detail = cs.check(cs.inventory.get(node))
+        (good if ok else bad).append(node if ok else f"{node}: {detail}")
+    return Finding(name, not bad, "; ".join(bad) if bad else f"{', '.join(good) or 'no replica'} streaming")
+
+
+def c_archiving_works(cs: Any) -> Finding:
+    from infra.services import PG_PRIMARY
+    name = "WAL archiving from the primary"
+    if not cs.spec.backup.enabled:
+        return Finding(name, True, "backup.enabled is false: archiving is off by design")
+    timeout = cs.spec.postgres.archive_timeout_s + 15
+    try:
+        _sql(cs, PG_PRIMARY, "SELECT pg_logical_emit_message(false, 'recon-invariants', 'archiving check')")
+        segment, switched_at = _sql(cs, PG_PRIMARY, "SELECT pg_walfile_name(pg_switch_wal() - 1), now()").split("|")
+        deadline = time.monotonic() + timeout
+        while True:
+            last, failed_wal, failed_after = (_sql(cs, PG_PRIMARY, "SELECT last_archived_wal, last_failed_wal, "
+                                                   f"last_failed_time >= '{switched_at}' FROM pg_stat_archiver")
+                                              .split("|") + ["", ""])[:3]
+            if last and last[8:] >= segment[8:]:
+                return Finding(name, True, f"{PG_PRIMARY} archived {segment} (last {last})")
+            if failed_after == "t":
+                return Finding(name, False, f"{PG_PRIMARY}: archiving {failed_wal} failed after the switch to {segment}")
+            if time.monotonic() > deadline:
+                return Finding(name, False, f"{PG_PRIMARY}: {segment} not archived within {timeout}s "
+                                            f"(last archived {last or 'none'}, last failed {failed_wal or 'none'})")
+            time.sleep(0.3)
+    except Exception as exc:  # noqa: BLE001
+        return Finding(name, False, f"cannot ask {PG_PRIMARY}: {str(exc)[:150]}")
+
+
+def c_backups_restorable(cs: Any) -> Finding:
+    from infra.layout import ContainerLayout
+    from infra.pgbackrest import BackupPaths, base_argv
+    from infra.services import PG_PRIMARY
+    if not cs.spec.backup.enabled:
+        return Finding(RESTORABLE, True, "backup.enabled is false")
+    import shlex as _shlex
+    paths = BackupPaths.of(ContainerLayout(cs.spec, cs.spec.target))
+    argv = _shlex.join(base_argv(paths, cs.spec.backup.stanza) + ["info", "--output=json"])
+    res = cs.inventory.get(PG_PRIMARY).executor.run(argv, env={"PGPASSFILE": paths.pgpass}, check=False, timeout=60)
+    return _restorable(cs.spec, res)
+
+
+def c_one_redis_master(cs: Any) -> Finding:
+    from ops.containers import REDIS_CLI
+    name = "one Redis master, named by every Sentinel"
+    masters, errors = [], []
+    for node in _running_in(cs, "redis"):
+        svc = cs.inventory.get(node)
+        try:
+            if "role:master" in cs.sh(svc, f"{REDIS_CLI} -p {svc.port} INFO replication"):
+                masters.append(f"{svc.host}:{svc.port}")
+        except Exception as exc:  # noqa: BLE001
+            errors.append(f"{node}: {str(exc)[:100]}")
+    named = set()
+    for svc in cs.inventory.of_kind("sentinel"):
+        if cs.state(svc)[0] != "RUNNING":
+            continue
+        try:
+            from ops.containers import SENTINEL_CLI
+            addr = cs.sh(svc, f"{SENTINEL_CLI} -p {svc.port} SENTINEL get-master-addr-by-name "
+                              f"{cs.spec.redis.sentinel.master_name}").split()
+            named.add(":".join(addr) or "none")
+        except Exception as exc:  # noqa: BLE001
+            errors.append(f"{svc.name}: {str(exc)[:100]}")
+    ok = len(masters) == 1 and named == set(masters) and not errors
+    return Finding(name, ok, f"masters {masters or 'none'}; Sentinels name {sorted(named)}"
+                   + (f"; errors: {'; '.join(errors)}" if errors else ""))
+
+
+CONTAINERS: tuple[Callable[[Any], Finding], ...] = (c_one_writable_primary, c_replicas_streaming, c_archiving_works,
+                                                    c_backups_restorable, c_one_redis_master)
+SETTLING = (replicas_streaming, one_redis_master, c_replicas_streaming, c_one_redis_master)
 """Invariants that converge by themselves after a change; given ``settle_s`` before they count."""
 
 
@@ -207,13 +326,13 @@ def require(target: Any, task: str, which: tuple[Callable[[Any], Finding], ...] 
     return findings
 
 
-def step(run: Any, target: Any, task: str) -> None:
+def step(run: Any, target: Any, task: str, which: tuple[Callable[[Any], Finding], ...] = ALL) -> None:
     """The last step of every task that changes a stack: what must always hold, holds."""
     found = run.step("check the stack's invariants: one writable primary, replicas streaming, archiving, "
                      "backups restorable, one Redis master",
                      "SELECT pg_is_in_recovery() on every node; pg_switch_wal() until archived; "
                      "pgbackrest info; ROLE on every Redis; SENTINEL get-master-addr-by-name",
-                     lambda: require(target, task))
+                     lambda: require(target, task, which))
     if found:
         run.notes["invariants"] = as_json(found)
 

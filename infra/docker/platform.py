@@ -71,6 +71,18 @@ def healthcheck(p: Probe | None, client: str | None) -> docker.ContainerHealthch
         start_period=f"{p.initial_delay_s}s")
 
 
+def _stop_signal(spec: StackSpec, member: str) -> str:
+    """How the engine stops a process: the catalogue's signal, as supervisord does locally
+    (PostgreSQL: SIGINT, a fast shutdown; SIGTERM would wait for every client to disconnect and
+    run into the engine's kill). The grace period is the engine's (``docker stop --time``)."""
+    from infra import services
+    try:
+        svc, _ = services.owner(spec, member)
+    except KeyError:  # jobs: the default
+        return "SIGTERM"
+    return f"SIG{svc.stop_signal}"
+
+
 class DockerHost(pulumi.ComponentResource):
     """Networks per tier, and TLS material for Nginx when the stack has none configured."""
 
@@ -210,6 +222,7 @@ class DockerPlatform(Platform):
                         for t in w.tier]
             r = w.resources
             running = w.kind not in ("job", "cronjob")
+            stop = _stop_signal(self.spec, member)
             check = healthcheck(w.liveness, w.http_client) if running else None
             container = docker.Container(
                 member, name=self.cname(member), hostname=member, image=w.image,
@@ -219,7 +232,7 @@ class DockerPlatform(Platform):
                 mounts=mounts, uploads=uploads or None, networks_advanced=networks,
                 ports=[docker.ContainerPortArgs(internal=p.number, external=p.number, ip=p.host_ip)
                        for p in w.ports if p.published],
-                healthcheck=check,
+                healthcheck=check, stop_signal=stop,
                 cpus=str(r.cpu_limit), memory=r.memory_limit_mib, memory_reservation=r.memory_request_mib,
                 memory_swap=r.memory_limit_mib,
                 capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"]),

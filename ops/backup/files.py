@@ -38,10 +38,16 @@ def archive(ex: Executor, state_dir: str, set_dir: str, include: tuple[str, ...]
             "includes": list(include)}
 
 
-def restore(ex: Executor, set_dir: str, dest: str, current_conf: str) -> dict:
-    """Extract into ``dest``, check every file against the sha256 list, list config drift."""
+def restore(ex: Executor, set_dir: str, dest: str, root: str, include: tuple[str, ...] = INCLUDE) -> dict:
+    """Extract into ``dest``, check every file against the sha256 list, list the drift of each
+    archived config directory from the one in place under ``root`` (logs are not compared)."""
     q = shlex.quote
     ex.run(f"rm -rf {q(dest)} && mkdir -p {q(dest)} && tar -xzf {q(set_dir + '/files.tar.gz')} -C {q(dest)} "
            f"&& cd {q(dest)} && sha256sum --quiet -c files.sha256", timeout=1800)
-    diff = ex.run(f"diff -rq {q(dest + '/conf')} {q(current_conf)} || true").stdout
-    return {"restored_to": dest, "config_drift": [ln for ln in diff.splitlines() if ln.strip()]}
+    drift: list[str] = []
+    for d in include:
+        if d != "log":
+            diff = ex.run(f"[ -d {q(dest + '/' + d)} ] && diff -rq {q(dest + '/' + d)} {q(root.rstrip('/') + '/' + d)} "
+                          "|| true").stdout
+            drift += [ln for ln in diff.splitlines() if ln.strip()]
+    return {"restored_to": dest, "config_drift": drift}

@@ -29,7 +29,9 @@ The restore is three sequences of module-level steps, each recorded in the run l
       drop_older_copies    earlier pre-restore-* copies removed, only now that this one worked
 
 The node restored is the one that holds the primary role now (release.json): after a
-failover, the promoted replica. The previous data directory is kept as
+failover, the promoted replica. Processes start and stop through the site's control
+(ops/control.py): supervisord on the local target, the engine on docker, where a stopped
+server's data directory is reached through its container's volumes. The previous data directory is kept as
 ``<data>.pre-restore-<time>`` (the writes a PITR discards live there and on the old timeline
 in the archive).
 """
@@ -44,7 +46,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from infra.pgbackrest import restore_command
-from infra.services import PG_BIN
+from infra.services import PG_BIN, PG_PRIMARY, replica_slot
 from ops.backup import files, manifest, redis
 from ops.backup.pgbackrest import BackupInfo
 from ops.backup.site import Site
@@ -123,7 +125,7 @@ class Restore:
 
     def __post_init__(self) -> None:
         self.node = self.site.pg_primary
-        self.data = self.site.layout.data(self.node)
+        self.data = self.site.layout.pgdata(self.node)
         self.staging = self.data + ".restoring"
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         self.previous = f"{self.data}.pre-restore-{stamp}"
@@ -237,10 +239,10 @@ PREFLIGHT = (reachable, versions, open_repository, resolve_target, wal_covers_ta
 # -- the database ------------------------------------------------------------------------------
 
 def stop_application(r: Restore) -> None:
-    r.before = _states(r.site)
+    r.before = r.site.control.states()
     app = [n for n, st in r.before.items() if st == "RUNNING" and n.split("-")[0] in APP_KINDS]
-    r.step("stop the application services", r.site.supervisorctl("stop", *(app or ["backend-*", "worker-*"])),
-           lambda: _ctl(r.site, "stop", app), destructive=True)
+    r.step("stop the application services", r.site.control.plan("stop", *(app or ["backend-*", "worker-*"])),
+           lambda: r.site.control.stop(app), destructive=True)
 
 
 def archive_last_wal(r: Restore) -> None:
@@ -258,14 +260,16 @@ def archive_last_wal(r: Restore) -> None:
 
 
 def stop_postgres(r: Restore) -> None:
-    r.step("stop PostgreSQL", r.site.supervisorctl("stop", "postgres-*"),
-           lambda: _ctl(r.site, "stop", [n for n in r.pg_nodes if r.before.get(n) in ACTIVE]), destructive=True)
+    running = [n for n in r.pg_nodes if r.before.get(n) in ACTIVE]
+    r.step("stop PostgreSQL", r.site.control.plan("stop", *(running or ["postgres-*"])),
+           lambda: r.site.control.stop(running), destructive=True)
 
 
 def restore_to_staging(r: Restore) -> None:
-    argv, ex, q = r.restore_argv(), r.site.ex, shlex.quote
+    argv, q = r.restore_argv(), shlex.quote
 
     def go():
+        ex = r.site.control.data_ex(r.node)  # the server is stopped: in a container, its volumes
         ex.run(f"rm -rf {q(r.staging)}")
         res = ex.run(argv, env=r.site.pgbackrest().env, timeout=6 * 3600, check=False)
         text = res.stdout + res.stderr
@@ -281,8 +285,8 @@ def swap_data(r: Restore) -> None:
     q = shlex.quote
     r.step(f"swap data directories (previous kept as {r.previous})", f"mv {r.data} {r.previous}; "
            f"mv {r.staging} {r.data}",
-           lambda: r.site.ex.run(f"if [ -e {q(r.data)} ]; then mv {q(r.data)} {q(r.previous)}; fi; "
-                                 f"mv {q(r.staging)} {q(r.data)}"), destructive=True)
+           lambda: r.site.control.data_ex(r.node).run(f"if [ -e {q(r.data)} ]; then mv {q(r.data)} {q(r.previous)}; "
+                                                      f"fi; mv {q(r.staging)} {q(r.data)}"), destructive=True)
 
 
 def recover(r: Restore) -> None:
@@ -290,10 +294,12 @@ def recover(r: Restore) -> None:
     timeout = site.spec.backup.restore_timeout_s
 
     def go():
+        if site.spec.target != "local":
+            return _recover_container(r, timeout)
         log = q(site.layout.log(r.node + ".log"))
         site.ex.run(f"touch {log}", check=False)
         offset = int(site.ex.run(f"wc -c < {log}", check=False).stdout.strip() or 0)
-        site.ex.run(site.supervisorctl("start", r.node), user=site.admin_user, check=False)
+        site.control.start([r.node])
         # One round trip: the wait runs on the host (each SSH call costs time under load). It
         # ends early on PostgreSQL's own verdict: a FATAL or PANIC that is not a client being
         # told to wait (supervisord would restart the server and hide it for minutes).
@@ -317,7 +323,7 @@ done"""
                               f"(backup.restore_timeout_s); PostgreSQL says: {reason}")
         raise BackupError(f"the restored primary stopped during recovery; PostgreSQL says: {reason}")
     r.report["db_rto_s"] = r.step("start the primary: replay WAL to the target, promote, accept writes",
-                                  site.supervisorctl("start", r.node), go, destructive=True)
+                                  site.control.plan("start", r.node), go, destructive=True)
 
 
 CLIENT_NOISE = ("the database system is (starting up|shutting down|not yet accepting connections)|"
@@ -349,10 +355,15 @@ DATABASE = (stop_application, archive_last_wal, stop_postgres, restore_to_stagin
 
 def reset_replicas(r: Restore) -> None:
     def go():
-        dirs = [r.site.layout.data(n) for n in r.pg_nodes if n != r.node]
-        if dirs:
-            r.site.ex.run("rm -rf " + " ".join(shlex.quote(d) for d in dirs))
-        return dirs
+        nodes = [n for n in r.pg_nodes if n != r.node]
+        if r.site.spec.target == "local":
+            dirs = [r.site.layout.data(n) for n in nodes]
+            if dirs:
+                r.site.ex.run("rm -rf " + " ".join(shlex.quote(d) for d in dirs))
+            return dirs
+        for n in nodes:  # each container's own volume; its start script clones the primary again
+            r.site.control.data_ex(n).run(f"rm -rf {shlex.quote(r.site.layout.pgdata(n))}")
+        return [f"{n}:{r.site.layout.pgdata(n)}" for n in nodes]
     r.step("remove the replicas' data (re-cloned from the restored primary)",
            "rm -rf <data>/postgres-* (all but the restored node)", go, destructive=True)
 
@@ -363,10 +374,12 @@ def restore_redis(r: Restore) -> None:
     def go():
         if not r.chosen or not r.chosen["components"].get("redis"):
             return "no backup set with Redis data: Redis left as it was"
+        if site.spec.target != "local":
+            return _restore_redis_containers(r)
         redis_nodes = [s.name for s in site.inventory.of_kind("redis")]
         procs = [s.name for s in site.inventory.of_kind("sentinel")] + redis_nodes
-        now = _states(site)
-        _ctl(site, "stop", [n for n in procs if now.get(n) in ACTIVE])
+        now = site.control.states()
+        site.control.stop([n for n in procs if now.get(n) in ACTIVE])
         primary, *replicas = redis_nodes
         done = redis.restore(site.ex, f"{site.paths.set_dir(r.chosen['id'])}/redis", site.layout.data(primary),
                              [site.layout.data(n) for n in replicas], site.spec.redis.appendonly)
@@ -384,8 +397,9 @@ def restore_files(r: Restore) -> None:
     def go():
         if not r.chosen or not r.chosen["components"].get("files"):
             return {"restored_to": None}
+        root, include = site.files_source()
         return files.restore(site.ex, site.paths.set_dir(r.chosen["id"]),
-                             f"{site.paths.root}/restored/{r.chosen['id']}", site.layout.conf("").rstrip("/"))
+                             f"{site.paths.root}/restored/{r.chosen['id']}", root, include)
     r.report["files"] = r.step("restore configs and logs (checked by sha256) for comparison",
                                f"tar -xzf files.tar.gz -C {site.paths.root}/restored/<id>; sha256sum -c", go)
 
@@ -409,9 +423,13 @@ def drop_older_copies(r: Restore) -> None:
 
 
 def invariants(r: Restore) -> None:
-    from infra.local.target import LocalTarget
     from ops import invariants as checks
-    checks.step(r.run, LocalTarget(r.site.spec), "restore")
+    if r.site.spec.target == "local":
+        from infra.local.target import LocalTarget
+        checks.step(r.run, LocalTarget(r.site.spec), "restore")
+    else:
+        from ops.containers import ContainerStatus
+        checks.step(r.run, ContainerStatus(r.site.spec, r.site.inventory), "restore", which=checks.CONTAINERS)
 
 
 REST = (reset_replicas, restore_redis, restore_files, start_everything, validate, invariants, drop_older_copies)
@@ -452,17 +470,15 @@ def run_restore(site: Site, run: Run, target_time: str | None = None, backup_id:
 
 def postgres_reason(site: Site, node: str, lines: int = 300) -> str:
     """PostgreSQL's own words from the node's log: its FATAL/PANIC lines, else the last lines."""
-    log = site.layout.log(node + ".log")
-    res = site.ex.run(f"tail -n {lines} {shlex.quote(log)}", check=False)
-    text = res.stdout.strip().splitlines()
+    text = site.control.logs(node, lines).strip().splitlines()
     fatal = [ln.strip() for ln in text if ("FATAL:" in ln or "PANIC:" in ln) and not re.search(CLIENT_NOISE, ln)]
-    chosen = fatal[-3:] or text[-5:] or [f"(nothing in {log})"]
+    chosen = fatal[-3:] or text[-5:] or [f"(nothing in {node}'s log)"]
     return " / ".join(chosen)[-900:]
 
 
 def _timeline(site: Site, data: str) -> int | None:
     """The timeline of the cluster in ``data`` (pg_controldata works on a running cluster too)."""
-    res = site.ex.run(f"{PG_BIN}/pg_controldata -D {shlex.quote(data)}", check=False)
+    res = site.control.data_ex(site.pg_primary).run(f"{PG_BIN}/pg_controldata -D {shlex.quote(data)}", check=False)
     m = re.search(r"Latest checkpoint's TimeLineID:\s+(\d+)", res.stdout)
     return int(m.group(1)) if res.ok and m else None
 
@@ -473,29 +489,11 @@ def _archiving_healthy(site: Site) -> bool:
     return res.ok and res.stdout.strip() == "t"
 
 
-def _states(site: Site) -> dict[str, str]:
-    res = site.ex.run(site.supervisorctl("status"), user=site.admin_user, check=False)
-    out = {}
-    for line in res.stdout.splitlines():
-        parts = line.split()
-        if len(parts) >= 2:
-            out[parts[0]] = parts[1]
-    if not out:
-        raise PreflightFailed(f"supervisord of stack {site.spec.name!r} does not answer "
-                              f"({(res.stderr or res.stdout).strip()[:200]}); start it with `fab up`")
-    return out
-
-
 def _primary_running(site: Site) -> bool:
     try:
-        return _states(site).get(site.pg_primary) == "RUNNING" and Psql(site)("SELECT 1", check=False).ok
+        return site.control.states().get(site.pg_primary) == "RUNNING" and Psql(site)("SELECT 1", check=False).ok
     except PreflightFailed:
         return False
-
-
-def _ctl(site: Site, verb: str, names: list[str]) -> None:
-    if names:
-        site.ex.run(site.supervisorctl(verb, *names), user=site.admin_user, timeout=180)
 
 
 def _archive_now(pgb) -> None:
@@ -509,14 +507,18 @@ def _put_back(site: Site, before: dict[str, str]) -> None:
     """Restart what ran before, in dependency order, after a failure that left the data untouched."""
     order = sorted(before, key=lambda n: (0 if n.startswith("postgres") else 1 if n.split("-")[0] in
                                           ("redis", "sentinel") else 2))
-    now = _states(site)
-    _ctl(site, "start", [n for n in order if before[n] == "RUNNING" and now.get(n) != "RUNNING"])
+    now = site.control.states()
+    site.control.start([n for n in order if before[n] == "RUNNING" and now.get(n) != "RUNNING"])
 
 
 def _roll_back(r: Restore, cause: BaseException) -> RestoreFailed:
     """A step on the restored database failed: put the previous data directory back, restart what ran."""
-    site, q, ex = r.site, shlex.quote, r.site.ex
-    ex.run(site.supervisorctl("stop", r.node), user=site.admin_user, check=False)
+    site, q = r.site, shlex.quote
+    try:
+        site.control.stop([r.node])
+    except Exception:  # noqa: BLE001 - already stopped, or it never started: the swap back is what matters
+        pass
+    ex = site.control.data_ex(r.node)
     has_previous = ex.run(f"test -d {q(r.previous)}", check=False).ok
     failed = f"{r.data}.failed-restore"
     ex.run(f"rm -rf {q(failed)}; if [ -e {q(r.data)} ]; then mv {q(r.data)} {q(failed)}; fi", check=False)
@@ -550,15 +552,95 @@ def _after_db_failure(site: Site, exc: BaseException) -> RestoreFailed:
 
 
 def _up(site: Site) -> list[str]:
+    if site.spec.target != "local":
+        return _up_containers(site)
     from infra.local.target import LocalTarget
     from ops.console import progress
     res = LocalTarget(site.spec, progress=progress).up()
     return res.started
 
 
+def _wave(name: str) -> int:
+    kind = name.split("-")[0]
+    return 0 if name == PG_PRIMARY else 1 if kind == "postgres" else 2 if kind in ("sentinel", "redis") else 3
+
+
+def _up_containers(site: Site) -> list[str]:
+    """Start every declared container that is stopped, in waves (the primary; replicas, whose
+    slots are created first, as the primary's init does; Sentinels and Redis; the rest), each
+    wave healthy before the next: what ``fab up`` does on the local target."""
+    ctl = site.control
+    stopped = [n for n, st in ctl.states().items() if st in ("STOPPED", "EXITED")]
+    if any(_wave(n) == 1 for n in stopped):
+        psql = Psql(site)
+        for n in site.layout.postgres_replicas():
+            slot = replica_slot(n)
+            psql(f"SELECT pg_create_physical_replication_slot('{slot}') WHERE NOT EXISTS "
+                 f"(SELECT 1 FROM pg_replication_slots WHERE slot_name = '{slot}')")
+    for wave in range(4):
+        names = [n for n in stopped if _wave(n) == wave]
+        if names:
+            ctl.start(names)
+            ctl.wait_healthy(names, timeout=site.spec.backup.restore_timeout_s)
+    return stopped
+
+
+def _recover_container(r: Restore, timeout: float) -> float:
+    """Start the restored primary's container and wait until it accepts writes; the container's
+    exit or a restart (its restart policy) is PostgreSQL refusing the restored data: its own
+    words from the container's log are the error."""
+    site, ctl = r.site, r.site.control
+    restarts = ctl.restarts(r.node)
+    ctl.start([r.node])
+    psql, deadline = Psql(site), time.monotonic() + timeout
+    while True:
+        status, count = ctl.state(r.node)
+        if status not in ACTIVE or count > restarts:
+            raise BackupError(f"the restored primary stopped during recovery; PostgreSQL says: "
+                              f"{postgres_reason(site, r.node)}")
+        res = psql("SELECT pg_is_in_recovery()", check=False, timeout=10)
+        if res.ok and res.stdout.strip() == "f" and psql("SELECT txid_current()", check=False, timeout=10).ok:
+            return time.monotonic() - r.t_start
+        if time.monotonic() > deadline:
+            raise BackupError(f"the restored primary did not accept writes within {timeout}s "
+                              f"(backup.restore_timeout_s); PostgreSQL says: {postgres_reason(site, r.node)}")
+        time.sleep(0.3)
+
+
+def _restore_redis_containers(r: Restore) -> str:
+    """Back to the program's layout, as ``fab up`` does locally: Sentinels and Redis stopped,
+    the set's files in the first node's volume (the program's primary), the replicas' files
+    removed (they resynchronise), the Sentinels' state files removed (they start again from
+    their rendered config, which names that primary: a failover's rewrite is undone); then the
+    primary, the replicas, the Sentinels, each healthy before the next. Starting the Sentinels
+    first would leave them resolving the names of stopped containers, which blocks them."""
+    site, ctl = r.site, r.site.control
+    assert r.chosen is not None
+    primary, *replicas = [s.name for s in site.inventory.of_kind("redis")]
+    sentinels = [s.name for s in site.inventory.of_kind("sentinel")]
+    now = ctl.states()
+    ctl.stop([n for n in sentinels + [primary, *replicas] if now.get(n) in ACTIVE])
+    done = redis.restore(ctl.data_ex(primary), f"{site.paths.set_dir(r.chosen['id'])}/redis",
+                         site.layout.data(primary), [], site.spec.redis.appendonly)
+    for n in replicas:
+        data = shlex.quote(site.layout.data(n))
+        ctl.data_ex(n).run(f"rm -rf {data}/{redis.AOF_DIR} {data}/dump.rdb")
+    for n in sentinels:
+        ctl.data_ex(n).run(f"rm -f {shlex.quote(site.layout.data(n))}/sentinel.conf")
+    for wave in ([primary], replicas, sentinels):
+        if wave:
+            ctl.start(wave)
+            ctl.wait_healthy(wave, timeout=site.spec.backup.restore_timeout_s)
+    return f"{done} into {primary}"
+
+
 def _validate(site: Site, psql: Psql) -> dict:
-    from infra.local.target import LocalTarget
-    rows = LocalTarget(site.spec).status()
+    if site.spec.target == "local":
+        from infra.local.target import LocalTarget
+        rows = LocalTarget(site.spec).status()
+    else:
+        from ops.containers import ContainerStatus
+        rows = ContainerStatus(site.spec, site.inventory).rows()
     bad = [f"{r.service}: {r.detail}" for r in rows if r.healthy is False]
     if bad:
         raise BackupError("after the restore, not healthy: " + "; ".join(bad))

@@ -69,7 +69,15 @@ class Site:
 
     @property
     def ex(self) -> Executor:
-        return self.primary.executor
+        """Where pgBackRest and the backup sets are reached: the primary's host; on docker the
+        primary's container, or, while it is stopped (lost, or stopped by a restore), a
+        throwaway one with its volumes: the repository, its configs and secrets are all there."""
+        return self.executor_of(self.pg_primary)
+
+    def executor_of(self, name: str) -> Executor:
+        if self.spec.target == "local" or self.control.state(name)[0] == "RUNNING":
+            return self.inventory.get(name).executor
+        return self.control.data_ex(name)
 
     @property
     def state_dir(self) -> str:
@@ -102,7 +110,17 @@ class Site:
         return {k: SecretStr(v) for k, v in json.loads(path.read_text()).items()}
 
     def reachable(self) -> None:
-        """Every host of the stack answers; raises :class:`PreflightFailed` naming the one that does not."""
+        """Every host of the stack answers; raises :class:`PreflightFailed` naming the one that does not.
+        On docker, the host is the engine: it answers and every database and Redis container exists
+        (a stopped one is what a restore may be for)."""
+        if self.spec.target != "local":
+            states = self.control.states()
+            missing = [n for n, st in states.items() if st == "MISSING"
+                       and self.inventory.get(n).kind in ("postgres", "redis", "sentinel")]
+            if missing:
+                raise PreflightFailed(f"no container for {', '.join(missing)} on the engine: deploy the stack "
+                                      f"(`pulumi up -s {self.spec.name}`) first; nothing was changed")
+            return
         seen = set()
         for svc in self.inventory.services.values():
             if id(svc.executor) in seen:
@@ -118,7 +136,7 @@ class Site:
         versions: dict[str, str] = {}
         for svc in self.inventory.of_kind("postgres"):
             try:
-                res = svc.executor.run("pgbackrest version", timeout=30, check=False)
+                res = self.executor_of(svc.name).run("pgbackrest version", timeout=30, check=False)
             except ExecutorUnreachable as exc:
                 raise PreflightFailed(f"host of {svc.name} unreachable: {exc}; nothing was changed") from exc
             versions[f"{svc.name}@{getattr(svc.executor, 'where', svc.host)}"] = \
@@ -141,6 +159,14 @@ class Site:
         if self.primary.run_as is None:
             return None
         return self.spec.ops.ssh.login if self.spec.ops.ssh else "root"
+
+    @property
+    def control(self):
+        """Start, stop and reach the stack's processes (supervisord or the Docker engine)."""
+        from ops.control import control
+        if "_control" not in self.__dict__:
+            self.__dict__["_control"] = control(self)
+        return self.__dict__["_control"]
 
     def supervisorctl(self, *args: str) -> str:
         ctl = Path(__import__("sys").executable).parent / "supervisorctl"

@@ -90,8 +90,8 @@ class MarkerWriter:
     """Writes a marker (a reconciliation named ``marker-<n>``) through the service every
     ``interval`` seconds and records when each write was acknowledged (HTTP 201)."""
 
-    def __init__(self, url: str, token: str, interval: float = 0.1):
-        self.url, self.token, self.interval = url, token, interval
+    def __init__(self, url: str, token: str, interval: float = 0.1, context=None):
+        self.url, self.token, self.interval, self.context = url, token, interval, context
         self.acked: list[tuple[str, float]] = []
         self.errors = 0
         self._stop = threading.Event()
@@ -110,7 +110,7 @@ class MarkerWriter:
                                          headers={"Authorization": f"Bearer {self.token}",
                                                   "Content-Type": "application/json"})
             try:
-                with urllib.request.urlopen(req, timeout=5) as resp:
+                with urllib.request.urlopen(req, timeout=5, context=self.context) as resp:
                     if resp.status == 201:
                         self.acked.append((name, time.time()))
             except Exception:

@@ -42,7 +42,7 @@ CONTAINER_INPUTS = {
     "name", "hostname", "image", "entrypoints", "command", "envs", "user", "readOnly", "tmpfs", "mounts",
     "uploads", "networksAdvanced", "ports", "healthcheck", "cpus", "memory", "memoryReservation", "memorySwap",
     "capabilities", "securityOpts", "privileged", "restart", "mustRun", "start", "wait", "waitTimeout",
-    "attach", "logs", "logDriver", "logOpts", "labels",
+    "attach", "logs", "logDriver", "logOpts", "labels", "stopSignal",
 }
 
 
@@ -226,6 +226,7 @@ class Harness:
             cap_drop=(p.get("capabilities") or {}).get("drops"), cap_add=(p.get("capabilities") or {}).get("adds"),
             security_opt=p.get("securityOpts"), privileged=bool(p.get("privileged")),
             restart_policy={"Name": restart} if restart != "no" else None,
+            stop_signal=p.get("stopSignal"),
             log_config={"type": p.get("logDriver", "json-file"), "config": p.get("logOpts") or {}},
             labels={lb["label"]: lb["value"] for lb in p.get("labels") or []},
             network=first["name"] if first else None,
