@@ -1,8 +1,9 @@
 """Prometheus (rendered config and rules), Alertmanager, exporters, Grafana and Jaeger.
 
-Grafana is provisioned from templates/grafana/: a datasource file rendered here with the
-layout's addresses, and three dashboards (application, infrastructure, business) whose
-PromQL is checked by tests/infra with promtool.
+Grafana is provisioned with a datasource file and a dashboard provider rendered from
+templates/grafana/ with the layout's addresses, and the three dashboards (application,
+infrastructure, business) generated from infra/dashboards.py at render time (no JSON is checked
+in). tests/infra parses their PromQL with promtool; tests/observability runs it on the live stack.
 """
 
 from __future__ import annotations
@@ -10,17 +11,14 @@ from __future__ import annotations
 
 from infra.components.base import Concern
 from infra import images, services
+from infra.dashboards import dashboards
 from infra.components.model import Edge, File, Port, Probe, Workload
 from infra.components.sizing import resources_for
-from infra.render import TEMPLATES, environment
+from infra.render import environment
 
-GRAFANA = TEMPLATES / "grafana"
-DASHBOARDS = GRAFANA / "dashboards"
-
-
-def dashboard_files() -> dict[str, str]:
-    """Dashboard JSON by file name (application.json, ...)."""
-    return {p.name: p.read_text() for p in sorted(DASHBOARDS.glob("*.json"))}
+def dashboard_files(spec) -> dict[str, str]:
+    """Dashboard JSON by file name (application.json, ...), generated for ``spec``'s stack."""
+    return {d.file_name: d.render() for d in dashboards(spec)}
 
 
 class Observability(Concern):
@@ -35,7 +33,7 @@ class Observability(Concern):
             File("/etc/recon/grafana/provisioning/dashboards/recon.yml",
                  env.get_template("grafana/dashboards.yml.j2").render(**ctx)),
         ]
-        out += [File(f"/etc/recon/grafana/dashboards/{name}", text) for name, text in dashboard_files().items()]
+        out += [File(f"/etc/recon/grafana/dashboards/{name}", text) for name, text in dashboard_files(self.spec).items()]
         return out
 
     def image(self, name: str):

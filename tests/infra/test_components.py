@@ -155,7 +155,7 @@ def test_proxy_kubernetes(production):
 # -- Observability ---------------------------------------------------------------------------
 
 def test_grafana_is_provisioned_with_three_dashboards(any_stack):
-    names = set(dashboard_files())
+    names = set(dashboard_files(any_stack.spec))
     assert names == {"application.json", "infrastructure.json", "business.json"}
     if any_stack.spec.target == "docker":
         files = {u["file"]: u["content"] for u in any_stack.get(CONTAINER, "grafana").props["uploads"]}
@@ -168,7 +168,9 @@ def test_grafana_is_provisioned_with_three_dashboards(any_stack):
     assert uids == {"prometheus", "jaeger"}
     prom = next(d for d in ds if d["uid"] == "prometheus")
     assert prom["url"].endswith(f":{any_stack.spec.prometheus.port}")
+    generated = dashboard_files(any_stack.spec)
     for name in names:
+        assert files[f"/etc/recon/grafana/dashboards/{name}"] == generated[name], name
         dash = json.loads(files[f"/etc/recon/grafana/dashboards/{name}"])
         assert dash["panels"], name
         for panel in dash["panels"]:

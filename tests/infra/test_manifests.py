@@ -79,18 +79,18 @@ def _promtool() -> str:
     return _tool("promtool")
 
 
-def dashboard_exprs() -> list[tuple[str, str]]:
+def dashboard_exprs(spec) -> list[tuple[str, str]]:
     out = []
-    for name, text in dashboard_files().items():
+    for name, text in dashboard_files(spec).items():
         for panel in json.loads(text)["panels"]:
             for target in panel["targets"]:
                 out.append((f"{name}: {panel['title']}", target["expr"]))
     return out
 
 
-def test_dashboard_promql_parses(tmp_path):
-    exprs = dashboard_exprs()
-    assert len(exprs) >= 20
+def test_dashboard_promql_parses(production, tmp_path):
+    exprs = dashboard_exprs(production.spec)
+    assert len(exprs) >= 60
     rules = {"groups": [{"name": "dashboards", "rules": [
         {"record": f"dashboard:expr_{i}", "expr": expr} for i, (_, expr) in enumerate(exprs)]}]}
     path = tmp_path / "dashboards.rules.yml"
