@@ -50,7 +50,7 @@ from infra.services import PG_BIN, PG_PRIMARY, replica_slot
 from ops.backup import files, manifest, redis
 from ops.backup.pgbackrest import BackupInfo
 from ops.backup.site import Site
-from ops.errors import BackupError, BadInput, PreflightFailed, RestoreFailed
+from ops.errors import BackupError, BadInput, CommandFailed, PreflightFailed, RestoreFailed
 from ops.runlog import Run
 
 APP_KINDS = ("backend", "worker")
@@ -299,7 +299,10 @@ def recover(r: Restore) -> None:
         log = q(site.layout.log(r.node + ".log"))
         site.ex.run(f"touch {log}", check=False)
         offset = int(site.ex.run(f"wc -c < {log}", check=False).stdout.strip() or 0)
-        site.control.start([r.node])
+        try:
+            site.control.start([r.node])
+        except CommandFailed:
+            pass  # a server that dies at once (supervisord's spawn error): the wait below quotes its log
         # One round trip: the wait runs on the host (each SSH call costs time under load). It
         # ends early on PostgreSQL's own verdict: a FATAL or PANIC that is not a client being
         # told to wait (supervisord would restart the server and hide it for minutes).

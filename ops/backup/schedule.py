@@ -77,11 +77,16 @@ def render(spec: StackSpec, user: str = "root", environ: dict[str, str] | None =
 
 
 def install(site, text: str) -> str:
-    """Write the cron file on the database host, 0644, atomically (as the admin user)."""
+    """Write the cron file on the database host, 0644, atomically (as the admin user). On the
+    docker target, on this machine: the one whose engine runs the containers and whose cron
+    runs ``fab backup --stack <stack>`` through it (containers run no cron)."""
     import base64
+
+    from ops.executors import executor
     blob = base64.b64encode(text.encode()).decode()
     dest = path(site.spec)
-    site.ex.run(f"printf %s {blob} | base64 -d > {shlex.quote(dest + '.tmp')} && chmod 0644 "
+    ex = site.ex if site.spec.target == "local" else executor("local")
+    ex.run(f"printf %s {blob} | base64 -d > {shlex.quote(dest + '.tmp')} && chmod 0644 "
                 f"{shlex.quote(dest + '.tmp')} && mv {shlex.quote(dest + '.tmp')} {shlex.quote(dest)}",
                 user=site.admin_user)
     return dest

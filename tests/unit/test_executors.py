@@ -42,7 +42,7 @@ def test_local_runs_as_the_service_user():
 
 
 def test_unknown_executor_lists_the_known_ones():
-    with pytest.raises(ValueError, match=r"unknown executor 'winrm'; one of \['docker', 'kubectl', 'local', 'ssh'\]"):
+    with pytest.raises(ValueError, match=r"unknown executor 'winrm'; one of \['docker', 'docker-volumes', 'kubectl', 'local', 'ssh'\]"):
         executor("winrm")
 
 
