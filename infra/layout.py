@@ -199,3 +199,17 @@ class ContainerLayout(Layout):
     def secret(self, name: str) -> str:
         """Secret files are delivered under the config root, as the platforms mount them."""
         return str(PurePosixPath("/etc/recon/secrets") / name)
+
+    def pg_tls(self) -> dict[str, str]:
+        """libpq parameters every PostgreSQL client uses. Docker: TLS, the server's certificate
+        (made by the program, the containers' names in it) checked for the host name connected
+        to, with that certificate as the root (``postgres-ca.crt`` in each client's secrets).
+        Kubernetes: none yet (plain on the namespace's network, NetworkPolicy-bounded)."""
+        if self.target != "docker":
+            return {}
+        return {"sslmode": "verify-full", "sslrootcert": self.secret("postgres-ca.crt")}
+
+    def pg_tls_query(self) -> str:
+        """:meth:`pg_tls` as a URL query (``sslmode=disable`` when there is none)."""
+        from urllib.parse import quote, urlencode
+        return urlencode(self.pg_tls(), quote_via=quote) or "sslmode=disable"

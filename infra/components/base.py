@@ -45,12 +45,16 @@ class Concern(pulumi.ComponentResource):
         the same program and flags the local target runs, with this layout's addresses and paths."""
         from infra import services
         svc = services.service(service_name)
-        return services.command(svc, member or svc.members(self.spec)[0].name, services.Fill(self.layout))
+        return services.command(svc, member or svc.members(self.spec)[0].name, self._fill())
 
     def environment(self, service_name: str, member: str | None = None) -> dict[str, str]:
         from infra import services
         svc = services.service(service_name)
-        return services.environment(svc, member or svc.members(self.spec)[0].name, services.Fill(self.layout))
+        return services.environment(svc, member or svc.members(self.spec)[0].name, self._fill())
+
+    def _fill(self):
+        from infra import services
+        return services.Fill(self.layout, pg_tls=self.layout.pg_tls_query())
 
     def conf(self, rel: str, mode: int = 0o644):
         """The rendered file ``rel`` as a File at its container path."""

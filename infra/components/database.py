@@ -21,6 +21,7 @@ from infra.components.base import Concern
 from infra.components.model import Edge, Port, Probe, Workload
 from infra.components.sizing import resources_for
 from infra.pgbackrest import BackupPaths, base_argv
+from infra.render import RenderContext
 from infra.services import PG_PRIMARY, replica_slot
 
 PRIMARY = r"""set -eu
@@ -69,6 +70,7 @@ REPLICA = """set -eu
 umask 077
 if [ ! -s "$PGDATA/PG_VERSION" ]; then
   until pg_isready -q -h "$RECON_PRIMARY_HOST" -p "$RECON_PRIMARY_PORT"; do sleep 2; done
+  PGSSLMODE="${RECON_PG_SSLMODE:-prefer}" PGSSLROOTCERT="${RECON_PG_SSLROOTCERT:-}" \
   PGPASSFILE="$RECON_PGPASS" pg_basebackup --no-password -h "$RECON_PRIMARY_HOST" \
     -p "$RECON_PRIMARY_PORT" -U "$RECON_REPLICATION_USER" -D "$PGDATA" -X stream -S "replica_${RECON_MEMBER##*-}"
   touch "$PGDATA/standby.signal"
@@ -96,6 +98,13 @@ class Database(Concern):
         )
         env = {"PGDATA": lay.pgdata(PG_PRIMARY), "RECON_REPLICATION_USER": pg.replication_user}
         backup = self.backup()
+        # TLS where the target has a certificate for the nodes (docker): the server's own pair at the
+        # rendered config's ssl_cert_file / ssl_key_file; pg_basebackup verifies the primary with it
+        tls_files = ({RenderContext.tls_cert: "postgres_tls_cert", RenderContext.tls_key: "postgres_tls_key"}
+                     if lay.pg_tls() else {})
+        # (for pg_basebackup only: the container's own health check connects to 127.0.0.1)
+        tls_env = ({"RECON_PG_SSLMODE": lay.pg_tls()["sslmode"], "RECON_PG_SSLROOTCERT": lay.pg_tls()["sslrootcert"]}
+                   if lay.pg_tls() else {})
         out = [Workload(
             name=PG_PRIMARY, members=[PG_PRIMARY], script=PRIMARY,
             env={**env, "RECON_APP_USER": pg.user, "RECON_OWNER_USER": pg.owner_user,
@@ -110,7 +119,7 @@ class Database(Concern):
                         "RECON_EXPORTER_PASSWORD": "exporter_password"},
             files=[self.conf("postgres/primary/postgresql.conf"), self.conf("postgres/pg_hba.conf"),
                    *backup.get("files", [])],
-            secret_files=backup.get("secret_files", {}), shared=backup.get("shared", {}),
+            secret_files={**backup.get("secret_files", {}), **tls_files}, shared=backup.get("shared", {}),
             # the logical backup reads a replica when there is one
             peers=[Edge("backend", pg.port), Edge("worker", pg.port), Edge("migrate", pg.port),
                    Edge("postgres", pg.port), Edge("postgres-exporter", pg.port)]
@@ -119,13 +128,13 @@ class Database(Concern):
         if pg.replicas:
             out.append(Workload(
                 name="postgres-replica", members=lay.postgres_replicas(), script=REPLICA,
-                env={**env, "RECON_PRIMARY_HOST": primary.host, "RECON_PRIMARY_PORT": str(primary.port),
+                env={**env, **tls_env, "RECON_PRIMARY_HOST": primary.host, "RECON_PRIMARY_PORT": str(primary.port),
                      "RECON_PGPASS": lay.secret("pgpass-replication")},
                 files=[self.conf("postgres/pg_hba.conf"), *backup.get("files", [])],
                 shared=backup.get("shared", {}),
                 member_files={m: [self.conf(f"postgres/{m.removeprefix('postgres-')}/postgresql.conf")]
                               for m in lay.postgres_replicas()},
-                secret_files={lay.secret("pgpass-replication"): "pgpass", **backup.get("secret_files", {})},
+                secret_files={lay.secret("pgpass-replication"): "pgpass", **backup.get("secret_files", {}), **tls_files},
                 # ops/ checks and repairs a replica as the superuser, through the socket
                 secret_env={"RECON_SUPERUSER_PASSWORD": "superuser_password"},
                 peers=[Edge("backend", pg.port), Edge("worker", pg.port), Edge("postgres", pg.port),

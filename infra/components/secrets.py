@@ -124,14 +124,17 @@ class StackSecrets:
                 out.values[key] = pulumi.Output.secret(value)
         return out
 
-    def derive(self, spec: StackSpec, primary_host: str, replica_hosts: list[str], redis_nodes: list[str]) -> None:
+    def derive(self, spec: StackSpec, primary_host: str, replica_hosts: list[str], redis_nodes: list[str],
+               pg_query: str = "") -> None:
         """Add the secrets built from others: DSNs (one per role: the service's runtime role,
-        the owner that migrations run as, the read-only reader), the replication pgpass file."""
+        the owner that migrations run as, the read-only reader; ``pg_query``: the target's TLS
+        parameters), the replication pgpass file."""
         pg = spec.postgres
+        query = f"?{pg_query}" if pg_query else ""
 
         def dsn(host: str, user: str, secret: str) -> pulumi.Output[str]:
             return pulumi.Output.secret(self[secret].apply(
-                lambda pw: f"postgresql://{user}:{quote(pw, safe='')}@{host}:{pg.port}/{pg.database}"))
+                lambda pw: f"postgresql://{user}:{quote(pw, safe='')}@{host}:{pg.port}/{pg.database}{query}"))
 
         self.values["database_url"] = dsn(primary_host, pg.user, "postgres_password")
         self.values["migrate_database_url"] = dsn(primary_host, pg.owner_user, "owner_password")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass, field
 from typing import Any, Callable
+from urllib.parse import quote, urlencode
 
 import pulumi
 
@@ -74,7 +75,8 @@ def prepare(spec: StackSpec, lookup: Lookup = _no_secrets) -> Platform:
     secrets = StackSecrets.resolve(spec, lookup)
     secrets.derive(spec, layout.host_of(PG_PRIMARY), [layout.host_of(p) for p in layout.postgres_replicas()],
                    redis_nodes=[str(layout.endpoint(n)) for n in (REDIS_PRIMARY, *layout.redis_replicas(),
-                                                                  *layout.sentinels())])
+                                                                  *layout.sentinels())],
+                   pg_query=urlencode(layout.pg_tls(), quote_via=quote))
     if cls.backs_up_in_place(spec):
         secrets.derive_backup(spec, layout)
     platform = cls(spec, layout, secrets, rendered)

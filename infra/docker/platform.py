@@ -86,7 +86,8 @@ def _stop_signal(spec: StackSpec, member: str) -> str:
 class DockerHost(pulumi.ComponentResource):
     """Networks per tier, and TLS material for Nginx when the stack has none configured."""
 
-    def __init__(self, name: str, spec: StackSpec, need_tls: bool, opts: pulumi.ResourceOptions | None = None):
+    def __init__(self, name: str, spec: StackSpec, need_tls: bool, opts: pulumi.ResourceOptions | None = None,
+                 pg_hosts: list[str] | None = None):
         super().__init__("recon:docker:Host", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         self.networks = {
@@ -106,6 +107,19 @@ class DockerHost(pulumi.ComponentResource):
                 allowed_uses=["key_encipherment", "digital_signature", "server_auth"], opts=child)
             self.tls = {"tls_cert": pulumi.Output.secret(cert.cert_pem),
                         "tls_key": pulumi.Output.secret(key.private_key_pem)}
+        if pg_hosts:
+            import pulumi_tls as tls
+
+            # PostgreSQL's own certificate: every node's container name, so clients verify the host
+            # they connect to (verify-full) with this certificate as their root
+            key = tls.PrivateKey("postgres-tls", algorithm="ECDSA", ecdsa_curve="P256", opts=child)
+            cert = tls.SelfSignedCert(
+                "postgres-tls", private_key_pem=key.private_key_pem, validity_period_hours=24 * 365,
+                early_renewal_hours=24 * 30, dns_names=pg_hosts,
+                subject=tls.SelfSignedCertSubjectArgs(common_name=pg_hosts[0], organization="recon staging"),
+                allowed_uses=["key_encipherment", "digital_signature", "server_auth"], opts=child)
+            self.tls.update({"postgres_tls_cert": pulumi.Output.secret(cert.cert_pem),
+                             "postgres_tls_key": pulumi.Output.secret(key.private_key_pem)})
         self.register_outputs({"networks": {t: n.name for t, n in self.networks.items()}})
 
 
@@ -123,12 +137,15 @@ class DockerPlatform(Platform):
     def render_context(cls, spec: StackSpec) -> RenderContext:
         from infra.pgbackrest import archive_command
         # WAL goes to the pgBackRest repository on the volume the database containers share
-        return RenderContext(archive_command=archive_command(spec, cls.make_layout(spec))
-                             if cls.backs_up_in_place(spec) else None)
+        layout = cls.make_layout(spec)
+        return RenderContext(archive_command=archive_command(spec, layout) if cls.backs_up_in_place(spec) else None,
+                             pg_tls=layout.pg_tls())  # the PostgreSQL containers get their certificate there
 
     def setup(self, parent: pulumi.Resource | None = None) -> list[pulumi.Resource]:
         need_tls = self.spec.nginx.tls and "tls_cert" not in self.secrets.values
-        self.host = DockerHost(f"{self.spec.name}-host", self.spec, need_tls, opts=pulumi.ResourceOptions(parent=parent))
+        pg_hosts = [self.layout.host_of(n) for n in self.layout.postgres_nodes()] if self.layout.pg_tls() else []
+        self.host = DockerHost(f"{self.spec.name}-host", self.spec, need_tls, opts=pulumi.ResourceOptions(parent=parent),
+                               pg_hosts=pg_hosts)
         self.secrets.values.update(self.host.tls)
         self.images: dict[str, pulumi.Resource] = {}
         self.containers: dict[str, list[docker.Container]] = {}
@@ -187,13 +204,14 @@ class DockerPlatform(Platform):
                 out.append(vol)
                 mounts.append(docker.ContainerMountArgs(target=w.data_path, type="volume", source=vol.name))
             files = [*w.files, *w.member_files.get(member, [])]
+            secret_files = {**w.secret_files, **self._pg_client_files(w)}
             uploads = [docker.ContainerUploadArgs(file=f.path, content=f.content, permissions=f"{f.mode:04o}",
                                                   owner=str(w.user), group=str(w.user)) for f in files]
             uploads += [docker.ContainerUploadArgs(file=path, content=self.secrets[key], permissions="0600",
                                                    owner=str(w.user), group=str(w.user))
-                        for path, key in sorted(w.secret_files.items())]
+                        for path, key in sorted(secret_files.items())]
             if uploads:
-                for f in [*files, *w.secret_files]:
+                for f in [*files, *secret_files]:
                     path = f if isinstance(f, str) else f.path
                     if not path.startswith(CONF_ROOT + "/"):
                         raise ValueError(f"{w.name}: file {path!r} is outside {CONF_ROOT}")
@@ -250,6 +268,16 @@ class DockerPlatform(Platform):
             containers.append(container)
         self.containers[w.name] = containers
         return out + containers
+
+    def _pg_client_files(self, w: Workload) -> dict[str, str]:
+        """The PostgreSQL certificate, as the root to verify it with, in every workload the
+        database accepts connections from (its peers) and in the database's own containers."""
+        if not self.layout.pg_tls():
+            return {}
+        clients = {e.source for d in self.workloads if d.component == "database" for e in d.peers}
+        if w.component != "database" and w.role not in clients:
+            return {}
+        return {self.layout.pg_tls()["sslrootcert"]: "postgres_tls_cert"}
 
     def _shared(self, name: str, out: list[pulumi.Resource]) -> docker.Volume:
         """The stack's volume ``name``, declared by the first workload that mounts it; kept when

@@ -150,6 +150,34 @@ def test_redis_and_sentinels_refuse_anonymous_clients_and_each_user_has_only_its
     assert "NoPermissionError" in out or "NOPERM" in out, out
 
 
+def test_every_postgresql_connection_is_tls_verified_against_the_stacks_certificate(staging):
+    """The containers' counterpart of tests/security's PostgreSQL TLS probes: every TCP session
+    on both nodes (service, worker, exporter, replication) is encrypted; a client asking for no
+    encryption is refused (hostssl only); the certificate names the nodes, so verify-full to a
+    name it does not carry fails (the clients really verify)."""
+    psql = 'PGPASSWORD="$RECON_SUPERUSER_PASSWORD" psql -X -At -h /tmp -U postgres -d postgres -c'
+    sessions = "SELECT count(*), count(*) FILTER (WHERE s.ssl) FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) " \
+               "WHERE a.client_addr IS NOT NULL"
+    for node in ("postgres-primary", "postgres-replica-1"):
+        total, encrypted = dexec(f"recon-staging-{node}", f"{psql} \"{sessions}\"").split("|")
+        assert int(total) > 0 and total == encrypted, f"{node}: {encrypted} of {total} TCP sessions encrypted"
+    walsenders = dexec("recon-staging-postgres-primary", f"{psql} \"SELECT s.ssl FROM pg_stat_replication r "
+                                                       "JOIN pg_stat_ssl s USING (pid)\"")
+    assert walsenders == "t", "replication streams over TLS"
+    probe = "\n".join([
+        "import os, psycopg",
+        "url = os.environ['RECON_DATABASE_URL'].split('?')[0]",
+        "for extra in ('?sslmode=disable', '?sslmode=verify-full&sslrootcert=/etc/recon/secrets/postgres-ca.crt'):",
+        "    target = url.replace('@postgres-primary:', '@recon-staging-postgres-primary:') if 'verify' in extra else url",
+        "    try:",
+        "        psycopg.connect(target + extra, connect_timeout=5).close()",
+        "        print('connected')",
+        "    except psycopg.OperationalError as exc:",
+        "        print('refused:', 'no encryption' in str(exc) or 'does not match host name' in str(exc))"])
+    out = dexec("recon-staging-backend-blue-1", f"python -c {shlex.quote(probe)}").splitlines()
+    assert out == ["refused: True", "refused: True"], out
+
+
 def test_replication_streams_and_the_replica_refuses_writes(staging):
     psql = 'PGPASSWORD="$RECON_SUPERUSER_PASSWORD" psql -X -At -h /tmp -U postgres -d recon -c'
     rows = dexec("recon-staging-postgres-primary", f"{psql} \"SELECT application_name, state FROM pg_stat_replication\"")
@@ -266,6 +294,8 @@ def test_fab_backup_on_staging_makes_a_verified_set_and_feeds_backup_too_old(sta
         time.sleep(2)
     assert ages and float(ages[0]["value"][1]) < 600, ages
     assert alert == [], f"BackupTooOld still {alert[0]['metric']['alertstate']} after the backup"
+    cron = fab("backup.schedule", "--stack", "staging", "--dry-run")
+    assert cron.returncode == 0 and "backup --stack staging" in cron.stdout, cron.stdout + cron.stderr
 
 
 PSQL_RECON = 'PGPASSWORD="$RECON_SUPERUSER_PASSWORD" psql -X -At -h /tmp -U postgres -d recon -c'
@@ -340,6 +370,7 @@ def test_drill_on_docker_pitr_to_a_mark_lose_the_primary_restore_latest(staging)
     assert names[:len(names) - len(lost)] == [n for n in names if n in present], "survivors are a prefix"
     rpo = (acked[-1][1] - max(t for n, t in acked if n in present)) if lost else 0.0
     FIGURES.update({"rpo_s": round(rpo, 1), "writes_acked": len(acked), "writes_lost": len(lost),
+                    "archive_timeout_s": spec.postgres.archive_timeout_s,
                     "disaster_db_rto_s": round(json.loads(res.stdout)["db_rto_s"], 1)})
     assert rpo <= spec.postgres.archive_timeout_s + 2, f"RPO {rpo:.1f}s: lost {len(lost)} acknowledged writes"
 

@@ -35,13 +35,14 @@ EXPECTED = {
         "docker:index/image:Image": 10,
         "docker:index/remoteImage:RemoteImage": 2,
         "docker:index/network:Network": 3,      # front, back, data
-        # data: 2 postgres + 2 redis + 3 sentinel + prometheus + backup; conf: every container
-        # with rendered or secret files (2 pg, 2 redis, 3 sentinel, nginx, prometheus, alertmanager,
-        # grafana, the postgres exporter's password file)
-        "docker:index/volume:Volume": 24,
+        # data: 2 postgres + 2 redis + 3 sentinel + prometheus + backup; shared: the backup
+        # repository, node-exporter's textfile directory; conf: every container with rendered or
+        # secret files (2 pg, 2 redis, 3 sentinel, nginx, prometheus, alertmanager, grafana, the
+        # postgres exporter, and the database's certificate in 4 backends, 2 workers, the migration)
+        "docker:index/volume:Volume": 32,
         "random:index/randomPassword:RandomPassword": 15,  # SECRET_KEYS (infra/components/secrets.py)
-        "tls:index/privateKey:PrivateKey": 1,    # self-signed staging TLS (no recon:tls_cert set)
-        "tls:index/selfSignedCert:SelfSignedCert": 1,
+        "tls:index/privateKey:PrivateKey": 2,    # self-signed staging TLS (no recon:tls_cert set), PostgreSQL's
+        "tls:index/selfSignedCert:SelfSignedCert": 2,
     },
     "production": {
         "kubernetes:apps/v1:Deployment": 9,     # backend x2 slots, worker x2, alertmanager, 2 exporters, grafana, jaeger
