@@ -41,6 +41,9 @@ REDIS_PRIMARY = "redis-primary"
 SLOTS = ("blue", "green")
 SLOT_PORT_OFFSET = {"blue": 0, "green": 100}
 """Local target: replica i of the blue slot listens on backend.port + i, of green on + 100 + i."""
+WORKER_PORT_OFFSET = 200
+"""Local target: worker i of the blue slot serves its metrics on backend.port + 1 + 200 + i - 1
+(18201..), of green on + 300 + i - 1 (18301..): past both slots' backends (replicas <= 50)."""
 
 SECRET_WORDS = ("password", "secret", "token", "key", "cipher", "pass")
 """Names that mark a value as a secret wherever names are checked (run log, --env, cron, spec errors)."""
@@ -174,7 +177,11 @@ def _backends(spec: Any) -> list[Member]:
 
 
 def _workers(spec: Any) -> list[Member]:
-    return [Member(f"worker-{i}", "worker", None) for i in range(1, spec.backend.workers + 1)]
+    """``worker-<slot>-i``: each slot has its workers, as it has its backends (which of them run
+    on a target: :func:`worker_slots`)."""
+    return [Member(f"worker-{slot}-{i}", f"worker-{slot}", None,
+                   WORKER_PORT_OFFSET + SLOT_PORT_OFFSET[slot] + i - 1, slot)
+            for slot in SLOTS for i in range(1, spec.backend.workers + 1)]
 
 
 # -- the catalogue ---------------------------------------------------------------------------
@@ -217,9 +224,14 @@ CATALOGUE: tuple[Service, ...] = (
             argv=("{python}", "-m", "app", "serve", "--host", "{host}", "--port", "{port}"),
             env=(("app", "{app_env}"),), health="backend", stop_wait_s=20, stop_as_group=True,
             ports=(PortDef("main", "backend.port"),), scrape="recon-backend", connects_to=_APP),
+    # its one port serves /metrics (app/jobs/worker.py, RECON_WORKER_METRICS_*): the reconciliation
+    # and job metrics only workers record; health "exporter" is a GET of it
     Service("worker", kind="worker", members=_workers, stage=3, binary="{python}",
-            argv=("{python}", "-m", "app", "worker"), env=(("app", "{app_env}"),), health=None,
-            stop_wait_s=60, startsecs=2, stop_as_group=True, connects_to=_APP),
+            argv=("{python}", "-m", "app", "worker"),
+            env=(("app", "{app_env}"), ("RECON_WORKER_METRICS_HOST", "{host}"),
+                 ("RECON_WORKER_METRICS_PORT", "{port}")),
+            health="exporter", stop_wait_s=60, startsecs=2, stop_as_group=True,
+            ports=(PortDef("main", "backend.port", offset=1),), scrape="recon-worker", connects_to=_APP),
     Service("postgres-exporter", kind="exporter", members=_stateless("postgres-exporter"), stage=3,
             package="prometheus-postgres-exporter", binary="/usr/bin/prometheus-postgres-exporter",
             argv=("{bin}", "--web.listen-address={listen}", "--auto-discover-databases"),
@@ -268,8 +280,8 @@ CATALOGUE: tuple[Service, ...] = (
             data="/prometheus", templates=("prometheus/prometheus.yml", "prometheus/rules/recon.rules.yml"),
             health="prometheus", reload_signal="HUP", ports=(PortDef("main", "prometheus.port"),),
             scrape="prometheus",
-            connects_to=(Connection("backend"), Connection("postgres-exporter"), Connection("redis-exporter"),
-                         Connection("node-exporter"), Connection("nginx-exporter"),
+            connects_to=(Connection("backend"), Connection("worker"), Connection("postgres-exporter"),
+                         Connection("redis-exporter"), Connection("node-exporter"), Connection("nginx-exporter"),
                          Connection("alertmanager", secret="alertmanager_web"))),  # pragma: allowlist secret
     Service("alertmanager", kind="alertmanager", members=_stateless("alertmanager"), stage=4,
             package="prometheus-alertmanager", binary="/usr/bin/prometheus-alertmanager",
@@ -323,6 +335,19 @@ def members(spec: Any, target: str | None = None, service_name: str | None = Non
 
 def member_names(spec: Any, service_name: str) -> list[str]:
     return [m.name for m in service(service_name).members(spec)] if service(service_name).exists(spec) else []
+
+
+def slot_members(spec: Any, service_name: str, slot: str) -> list[str]:
+    """The members of a slotted service (backend, worker) in ``slot``: ``worker-blue-1``..."""
+    return [m.name for m in service(service_name).members(spec) if m.slot == slot]
+
+
+def worker_slots(spec: Any, target: str) -> list[str]:
+    """Slots whose workers run on ``target``. The container targets run both slots' workers, as
+    they run both slots. The local target runs the active slot's only: a worker claims any job of
+    the shared queue, so an idle slot's version would run jobs before it takes traffic; a switch
+    stops the old slot's workers and starts the new slot's (docs/releases.md)."""
+    return [spec.backend.active_slot] if target == "local" else list(SLOTS)
 
 
 def owner(spec: Any, member: str) -> tuple[Service, Member]:

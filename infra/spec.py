@@ -146,8 +146,9 @@ class SlotSpec(_Section):
 class BackendSpec(_Section):
     """The reconciliation service: web replicas per blue/green slot, and job workers."""
 
-    port: Port = port(18000, "web port in a container; on the local target replica i of the "
-                      "blue slot listens on port + i, of the green slot on port + 100 + i")
+    port: Port = port(18000, "web port in a container (a worker's /metrics: port + 1); on the local "
+                      "target replica i of the blue slot listens on port + i, of the green slot on "
+                      "port + 100 + i, worker i's /metrics on port + 200 + i (blue), + 300 + i (green)")
     replicas: int = Field(2, ge=1, le=50)
     workers: int = Field(1, ge=0, le=50)
     active_slot: SlotName = "blue"

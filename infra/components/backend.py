@@ -16,7 +16,7 @@ import re
 import pulumi
 
 from infra.components.base import Concern
-from infra import images
+from infra import images, services
 from infra.services import PG_PRIMARY
 from infra.components.model import Edge, Port, Probe, Workload
 from infra.components.sizing import resources_for
@@ -54,7 +54,9 @@ class Backend(Concern):
         return env
 
     def worker_metrics_port(self) -> int:
-        return self.spec.backend.port + 1
+        """The port a worker serves its /metrics on in a container (the catalogue's worker port;
+        only when the spec has workers)."""
+        return self.layout.port_of(services.slot_members(self.spec, "worker", SLOTS[0])[0])
 
     def describe(self) -> list[Workload]:
         b = self.spec.backend
@@ -90,15 +92,16 @@ class Backend(Concern):
                 liveness=http, readiness=ready, resources=resources_for(self.spec, "backend"),
                 peers=[Edge("ingress", b.port), Edge("nginx", b.port), Edge("prometheus", b.port)],
                 labels=labels, after=[self.migrations[b.slots[slot].version].name], **egress_common))
-            if b.workers:
+            workers = services.slot_members(self.spec, "worker", slot)
+            if workers:
                 mport = self.worker_metrics_port()
                 probe = Probe(path="/metrics", port=mport, initial_delay_s=10, period_s=15)
                 out.append(Workload(
                     name=f"worker-{slot}", component="backend", role="worker", image=self.images[slot],
-                    members=[f"worker-{slot}-{i}" for i in range(1, b.workers + 1)], kind="stateless",
+                    members=workers, kind="stateless",
                     command=["python", "-m", "app", "worker"],
-                    env={**self.app_env(slot), "RECON_WORKER_METRICS_PORT": str(mport),
-                         "RECON_WORKER_METRICS_HOST": "0.0.0.0"},  # app default 127.0.0.1: probes, scrapes
+                    # the catalogue's metrics listener: 0.0.0.0 (app default 127.0.0.1) for probes, scrapes
+                    env={**self.app_env(slot), **self.environment("worker", workers[0])},
                     secret_env=secret_env, ports=[Port("metrics", mport)], liveness=probe, readiness=probe,
                     resources=resources_for(self.spec, "worker"), peers=[Edge("prometheus", mport)],
                     labels=labels, after=[self.migrations[b.slots[slot].version].name], **egress_common))

@@ -131,7 +131,7 @@ def plan(spec: StackSpec, layout: LocalLayout, slots: list[str] | None = None,
                          app_env=lambda member: app_env(spec, layout, _slot_of(spec, member)))
     procs: list[Process] = []
     for svc, m in services.members(spec, "local"):
-        if m.slot and m.slot not in wanted:
+        if m.slot and m.slot not in (wanted if svc.kind != "worker" else services.worker_slots(spec, "local")):
             continue
         ports = svc.port_defs(spec)
         procs.append(Process(
@@ -146,7 +146,7 @@ def plan(spec: StackSpec, layout: LocalLayout, slots: list[str] | None = None,
 
 
 def _slot_of(spec: StackSpec, member: str) -> str:
-    """A backend member's slot; workers run the active slot's version."""
+    """A backend or worker member's slot."""
     _, m = services.owner(spec, member)
     return m.slot or spec.backend.active_slot
 

@@ -87,9 +87,6 @@ SUPPLEMENT: tuple[Extra, ...] = (
           "the migration Job (python -m app migrate) writes the schema on the primary, as the owner role"),
     Extra("backup", "postgres-replica", "main", "postgres_reader",
           "the logical backup CronJob dumps from the replica (infra/components/backups.py)"),
-    Extra("prometheus", "worker", PortDef("metrics", "backend.port", offset=1), None,
-          "Prometheus discovers the workers' metrics port (infra/kubernetes/prometheus.py); the "
-          "catalogue's worker has no port (Backend.worker_metrics_port: backend.port + 1)"),
 )
 
 FAILOVER = {(PG_PRIMARY, "postgres-replica"), ("postgres-replica", "postgres-replica"),
