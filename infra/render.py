@@ -23,6 +23,7 @@ import jinja2
 
 from infra.layout import Layout
 from infra.pgbackrest import BackupPaths
+from infra import services
 from infra.services import PG_PRIMARY, replica_slot
 from infra.spec import REPO_ROOT, StackSpec
 
@@ -91,7 +92,9 @@ def render_all(spec: StackSpec, layout: Layout, ctx: RenderContext | None = None
             out[path] = Rendered(path, env.get_template(template).render(**base, **extra), mode)
 
     add("nginx/nginx.conf", "nginx/nginx.conf.j2")
-    add("prometheus/prometheus.yml", "prometheus/prometheus.yml.j2")
+    add("prometheus/prometheus.yml", "prometheus/prometheus.yml.j2",
+        workers={slot: services.slot_members(spec, "worker", slot)
+                 for slot in services.worker_slots(spec, layout.target)})
     add("prometheus/rules/recon.rules.yml", "prometheus/recon.rules.yml.j2")
     add("alertmanager/alertmanager.yml", "alertmanager/alertmanager.yml.j2")
     add("postgres/primary/postgresql.conf", "postgres/postgresql.conf.j2", proc=PG_PRIMARY, role="primary")

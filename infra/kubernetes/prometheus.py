@@ -1,10 +1,10 @@
 """The rendered prometheus.yml, adapted to pods that come and go.
 
-The template lists the backend replicas as static targets (the local and Docker targets know
-every replica's address). In Kubernetes a Deployment's pods have no stable names, so the
-``recon-backend`` job discovers pods instead (``kubernetes_sd_configs``, this namespace
-only) and takes ``slot`` and ``version`` from the pod labels, and a ``recon-worker`` job does
-the same for the workers' metrics port. Both slots are scraped always: the analysis before
+The template lists the backend replicas and the workers as static targets (the local and
+Docker targets know every process's address). In Kubernetes a Deployment's pods have no stable
+names, so the ``recon-backend`` job discovers pods instead (``kubernetes_sd_configs``, this
+namespace only) and takes ``slot`` and ``version`` from the pod labels, and the
+``recon-worker`` job does the same for the workers' metrics port. Both slots are scraped always: the analysis before
 a switch needs the idle slot's numbers, and the config then does not change on a switch.
 
 There is no ``node`` job: the template lists only the exporters the catalogue runs on this
@@ -44,6 +44,7 @@ def adapt(rendered: str, namespace: str) -> str:
     for job in doc["scrape_configs"]:
         if job["job_name"] == "recon-backend":
             jobs.append(_pod_job("recon-backend", namespace, "backend", "http"))
+        elif job["job_name"] == "recon-worker":
             jobs.append(_pod_job("recon-worker", namespace, "worker", "metrics"))
         else:
             jobs.append(job)

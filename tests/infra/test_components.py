@@ -181,8 +181,11 @@ def test_prometheus_kubernetes_discovers_pods(production):
     cm = production.get("kubernetes:core/v1:ConfigMap", "prometheus-config").props["data"]
     conf = yaml.safe_load(cm["prometheus_prometheus.yml"])
     jobs = {j["job_name"]: j for j in conf["scrape_configs"]}
-    assert jobs["recon-backend"]["kubernetes_sd_configs"][0]["namespaces"]["names"] == [production.spec.namespace]
-    assert "recon-worker" in jobs and "node" not in jobs
+    assert len(jobs) == len(conf["scrape_configs"]), [j["job_name"] for j in conf["scrape_configs"]]
+    for job in ("recon-backend", "recon-worker"):  # the template's static targets replaced by pod discovery
+        assert jobs[job]["kubernetes_sd_configs"][0]["namespaces"]["names"] == [production.spec.namespace], job
+        assert "static_configs" not in jobs[job], job
+    assert "node" not in jobs
     sts = production.get(STS, "prometheus")
     assert f"--storage.tsdb.retention.time={production.spec.prometheus.retention_days}d" in main_container(sts)["command"]
     role = production.get("kubernetes:rbac.authorization.k8s.io/v1:Role", "prometheus-discovery")

@@ -48,8 +48,8 @@ def test_prometheus_scrape_jobs_cover_every_exporter(render_local):
     doc = yaml.safe_load(r.text("prometheus/prometheus.yml"))
     jobs = {j["job_name"]: j for j in doc["scrape_configs"]}
     ports = r.spec.local_ports()
-    assert set(jobs) == {"prometheus", "recon-backend", "postgres", "redis", "node", "nginx", "redis-nodes",
-                         "redis-sentinels", "alertmanager"}
+    assert set(jobs) == {"prometheus", "recon-backend", "recon-worker", "postgres", "redis", "node", "nginx",
+                         "redis-nodes", "redis-sentinels", "alertmanager"}
     assert jobs["redis-sentinels"]["static_configs"][0]["targets"] == [
         f"redis://127.0.0.1:{ports[s]}" for s in ("sentinel-1", "sentinel-2", "sentinel-3")]
     nodes = jobs["redis-nodes"]  # every Redis node, through the redis exporter's /scrape
@@ -74,6 +74,47 @@ def test_prometheus_scrapes_both_slots_during_a_canary(render_local):
     backend = next(j for j in doc["scrape_configs"] if j["job_name"] == "recon-backend")
     assert [(c["labels"]["slot"], c["labels"]["version"]) for c in backend["static_configs"]] == [
         ("blue", "1.0.0"), ("green", "1.1.0")]
+
+
+def _worker_job(doc: dict) -> list[tuple[str, str, list[str]]]:
+    """(slot, version, targets) of each static config of the recon-worker job."""
+    jobs = {j["job_name"]: j for j in doc["scrape_configs"]}
+    assert "recon-worker" in jobs, f"no recon-worker job; jobs: {sorted(jobs)}"
+    assert jobs["recon-worker"]["metrics_path"] == "/metrics"
+    return [(c["labels"]["slot"], c["labels"]["version"], c["targets"]) for c in jobs["recon-worker"]["static_configs"]]
+
+
+@pytest.mark.parametrize("target", ["local", "docker"])
+def test_prometheus_scrapes_every_worker(target, render_local, render_stack, find_tool, run_cmd):
+    """#15: the recon-worker job lists every worker that runs on the target, labelled with its
+    slot and version as recon-backend is (the worker alone serves the reconciliation and job
+    metrics). Local: the active slot's workers (18201.., past both slots' backends), exactly the
+    processes the target starts; docker: both slots' worker containers on backend.port + 1."""
+    from infra.local.processes import plan
+
+    slots = {"blue": {"version": "1.0.0"}, "green": {"version": "1.1.0"}}
+    if target == "local":
+        r = render_local(overrides={"backend": {"workers": 2, "slots": slots}})
+        run_cmd([find_tool("promtool"), "check", "config", str(r.path("prometheus/prometheus.yml"))])
+        started = [f"127.0.0.1:{p.port}" for p in plan(r.spec, r.layout) if p.kind == "worker"]
+        expected = [("blue", "1.0.0", ["127.0.0.1:18201", "127.0.0.1:18202"])]
+        assert started == expected[0][2]
+    else:
+        r = render_stack("staging")
+        run_cmd([find_tool("promtool"), "check", "config", "--syntax-only",
+                 str(r.path("prometheus/prometheus.yml"))])
+        port = r.spec.backend.port + 1  # Backend.worker_metrics_port: the containers' RECON_WORKER_METRICS_PORT
+        expected = [(slot, r.spec.backend.slots[slot].version,
+                     [f"worker-{slot}-{i}:{port}" for i in range(1, r.spec.backend.workers + 1)])
+                    for slot in ("blue", "green")]
+    assert _worker_job(yaml.safe_load(r.text("prometheus/prometheus.yml"))) == expected
+
+
+def test_prometheus_scrapes_the_new_slots_workers_after_a_switch(render_local):
+    r = render_local(overrides={"backend": {"active_slot": "green", "slots": {
+        "blue": {"version": "1.0.0"}, "green": {"version": "1.1.0"}}}})
+    assert _worker_job(yaml.safe_load(r.text("prometheus/prometheus.yml"))) == [
+        ("green", "1.1.0", [f"127.0.0.1:{r.spec.local_ports()['worker-green-1']}"])]
 
 
 @pytest.mark.parametrize("stack", ["local", "staging", "production"])
