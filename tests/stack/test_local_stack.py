@@ -129,8 +129,8 @@ def test_plain_http_redirects_to_https(running_stack):
 def test_prometheus_reports_every_scrape_target_up(running_stack):
     spec, layout = running_stack.spec, running_stack.layout
     url = f"http://{layout.endpoint('prometheus')}/api/v1/targets"
-    expected_jobs = {"prometheus", "recon-backend", "postgres", "redis", "node", "nginx", "redis-nodes",
-                     "redis-sentinels", "alertmanager"}
+    expected_jobs = {"prometheus", "recon-backend", "recon-worker", "postgres", "redis", "node", "nginx",
+                     "redis-nodes", "redis-sentinels", "alertmanager"}
     deadline = time.monotonic() + 3 * spec.prometheus.scrape_interval_s + 15
     while True:
         targets = requests.get(url, timeout=5).json()["data"]["activeTargets"]
@@ -143,6 +143,12 @@ def test_prometheus_reports_every_scrape_target_up(running_stack):
         time.sleep(1)
     backends = [t for t in targets if t["labels"]["job"] == "recon-backend"]
     assert len(backends) == spec.backend.replicas * len(layout.serving_slots())
+    # every worker that runs (#15), labelled with its slot as the backends are
+    workers = sorted((t["labels"]["instance"], t["labels"]["slot"]) for t in targets
+                     if t["labels"]["job"] == "recon-worker")
+    assert workers == sorted((f"{spec.host}:{p.port}", spec.backend.active_slot)
+                             for p in running_stack.processes() if p.kind == "worker")
+    assert len(workers) == spec.backend.workers
 
 
 def test_prometheus_sees_exactly_one_redis_master_among_every_node(running_stack):
