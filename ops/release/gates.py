@@ -22,9 +22,9 @@ import json
 import math
 import time
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-from infra.layout import LocalLayout
 from infra.local.processes import http_get
 from infra.spec import StackSpec
 from ops.errors import PrometheusError
@@ -86,18 +86,19 @@ def wait_scraped(prom: Prometheus, slot: str, version: str, replicas: int, timeo
         time.sleep(0.5)
 
 
-def slot_health(spec: StackSpec, layout: LocalLayout, slot: str, version: str, timeout_s: float) -> GateResult:
-    """Wait up to ``timeout_s`` for every replica of ``slot`` to answer /health and /ready with 200."""
+def slot_health(spec: StackSpec, procs: list[str], slot: str, version: str, timeout_s: float,
+                get: Callable[[str, str], tuple[int, bytes]]) -> GateResult:
+    """Wait up to ``timeout_s`` for every replica of ``slot`` (``procs``) to answer /health and
+    /ready with 200; ``get(proc, path)`` asks one (directly on the local target, inside its
+    container on docker)."""
     deadline = time.monotonic() + timeout_s
-    procs = layout.backends(slot)
     last: dict[str, str] = {}
     while True:
         pending = []
         for proc in procs:
-            ep = layout.endpoint(proc)
             try:
-                h, body = http_get(f"http://{ep}/health", timeout=2)
-                r, rbody = http_get(f"http://{ep}/ready", timeout=3) if h == 200 else (h, body)
+                h, body = get(proc, "/health")
+                r, rbody = get(proc, "/ready") if h == 200 else (h, body)
             except OSError as exc:
                 h = r = 0
                 rbody = str(exc).encode()

@@ -154,6 +154,23 @@ class LocalRelease:
         return f"cd {REPO_ROOT} && {sys.executable} -m app migrate   # env of slot {slot}"
 
     # -- observing -------------------------------------------------------------------------
+    def backends(self, slot: str) -> list[str]:
+        return self.target().layout.backends(slot)
+
+    def prometheus_url(self) -> str:
+        return f"http://{self.target().layout.endpoint('prometheus')}"
+
+    def slot_health(self, slot: str, version: str, timeout_s: float):
+        from infra.local.processes import http_get
+        from ops.release.gates import slot_health
+        layout = self.target().layout
+        return slot_health(self.spec, layout.backends(slot), slot, version, timeout_s,
+                           get=lambda proc, path: http_get(f"http://{layout.endpoint(proc)}{path}", timeout=3))
+
+    def invariants(self, run, task: str) -> None:
+        from ops import invariants
+        invariants.step(run, self.target(), task)
+
     def edge_url(self) -> str:
         s = self.spec
         return f"https://{s.host}:{s.nginx.https_port}" if s.nginx.tls else f"http://{s.host}:{s.nginx.http_port}"

@@ -45,10 +45,10 @@ def _analyse(spec, driver, run: Run, slot: str, version: str, title: str) -> str
     """Wait one analysis window with traffic flowing, then judge the slot from Prometheus."""
     from ops.release.gates import Prometheus, metrics, verdict, wait_scraped
     window = spec.release.analysis_window_s
-    prom = Prometheus(f"http://{driver.target().layout.endpoint('prometheus')}")
+    prom = Prometheus(driver.prometheus_url())
 
     def judge():
-        replicas = len(driver.target().layout.backends(slot))
+        replicas = len(driver.backends(slot))
         if not wait_scraped(prom, slot, version, replicas, timeout_s=3 * spec.prometheus.scrape_interval_s + 10):
             progress(f"  Prometheus does not scrape every replica of {slot} ({version}) yet; analysing anyway")
         time.sleep(window)
@@ -66,12 +66,11 @@ def _analyse(spec, driver, run: Run, slot: str, version: str, title: str) -> str
 
 
 def _health(spec, driver, run: Run, slot: str, version: str, timeout_s: float | None = None) -> str:
-    from ops.release.gates import slot_health
     t = timeout_s or spec.release.health_timeout_s
     out = run.step(f"gate: health of slot {slot} ({version})",
-                   f"GET /health and /ready on {', '.join(driver.target().layout.backends(slot))} until 200 "
+                   f"GET /health and /ready on {', '.join(driver.backends(slot))} until 200 "
                    f"(release.health_timeout_s={t})",
-                   lambda: slot_health(spec, driver.target().layout, slot, version, t))
+                   lambda: driver.slot_health(slot, version, t))
     return "pass" if out is None else _gate(run, [out])
 
 
@@ -135,6 +134,11 @@ def deploy(c, version, env=None, stack=None, dry_run=False, yes=False):
         raise fail(f"--version {version!r}: allowed 1..64 of A-Z a-z 0-9 _ . + -", code=2)
     extra = _parse_env(env)
     with release_session(stack, "deploy", {"version": version, "env": extra}, dry_run, yes) as (spec, driver, run):
+        if spec.target != "local":
+            raise fail(f"stack {spec.name!r} has target {spec.target!r}: there a slot's version is its image. Set it "
+                       f"with `pulumi config set --path recon:backend.slots.{driver.state().idle_slot}.version "
+                       f"{version} -s {spec.name}` (and .image), run `pulumi up -s {spec.name}`, then move traffic "
+                       "with `fab canary`/`fab switch` (docs/releases.md)", code=2)
         before = driver.state()
         if before.canary_weight:
             raise fail(f"a canary of slot {before.idle_slot} at {before.canary_weight}% is in progress; "
@@ -155,7 +159,7 @@ def deploy(c, version, env=None, stack=None, dry_run=False, yes=False):
                  lambda: driver.migrate(idle), destructive=False)
         run.step(f"start slot {idle} with {version}" + (f" (replaces {before.slots[idle].version}, "
                                                          "the rollback target)" if replaces_rollback else ""),
-                 f"supervisord: start {', '.join(driver.target().layout.backends(idle))} "
+                 f"supervisord: start {', '.join(driver.backends(idle))} "
                  f"(RECON_SLOT={idle} RECON_VERSION={version})",
                  lambda: driver.apply(after, "deploy"), destructive=replaces_rollback)
         if _health(spec, driver, run, idle, version) != "pass":
@@ -163,7 +167,7 @@ def deploy(c, version, env=None, stack=None, dry_run=False, yes=False):
             if replaces_rollback:
                 before_run.slots[idle].running = False  # its old version is gone
             run.notes["decision"] = "reverted: health gate failed"
-            run.step(f"stop slot {idle} again", "supervisord: stop " + ", ".join(driver.target().layout.backends(idle)),
+            run.step(f"stop slot {idle} again", "supervisord: stop " + ", ".join(driver.backends(idle)),
                      lambda: driver.apply(before_run, "deploy"))
             raise GateFailed(f"deploy of {version} reverted: {_reason(run)}")
         run.notes["decision"] = f"deployed {version} to idle slot {idle}"

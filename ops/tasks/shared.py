@@ -13,7 +13,6 @@ from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
 from infra.spec import StackSpec, load_spec
-from ops import invariants
 from ops.console import fail
 from ops.errors import OpsError, StepFailed, UsageError, translate
 from ops.runlog import Run
@@ -58,25 +57,30 @@ def local_target(spec: StackSpec, verb: str = "up"):
 def release_session(stack: str | None, task_name: str, args: dict, dry_run: bool,
                     yes: bool = False) -> Iterator[tuple]:
     """Spec, release driver, the stack's lock and a run record for one release or failover task."""
-    from ops.release.local import LocalRelease
     from ops.release.state import locked
     spec = spec_of(stack)
     if spec.target != "local" and task_name.startswith("db."):
         raise fail(f"stack {spec.name!r} has target {spec.target!r}: `fab {task_name}` drives the local "
                    "target's PostgreSQL processes only; see runbooks/postgres-failover.md", code=2)
-    if spec.target != "local":
-        raise fail(f"stack {spec.name!r} has target {spec.target!r}: its active slot and canary weight are "
+    if spec.target == "kubernetes":
+        raise fail(f"stack {spec.name!r} has target 'kubernetes': its active slot and canary weight are "
                    f"stack config. Run `pulumi config set --path recon:backend.active_slot green -s {spec.name}` "
                    f"(or canary_weight) and `pulumi up -s {spec.name}` (docs/releases.md)", code=2)
     with reported():
-        driver = LocalRelease(spec)
+        driver: Any
+        if spec.target == "docker":
+            from ops.release.docker import DockerRelease
+            driver = DockerRelease(spec)
+        else:
+            from ops.release.local import LocalRelease
+            driver = LocalRelease(spec)
         with locked(spec):
             if not dry_run:
                 driver.require_running()
             with Run(driver.inventory.run_log, task_name, args, dry_run=dry_run, yes=yes) as run:
                 run.notes["gates"] = []
                 yield spec, driver, run
-                invariants.step(run, driver.target(), task_name)
+                driver.invariants(run, task_name)
 
 
 __all__ = ["STACK_HELP", "UsageError", "guarded", "local_target", "release_session", "reported", "spec_of"]

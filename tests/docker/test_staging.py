@@ -61,6 +61,7 @@ def staging():
     FIGURES["images_s"] = round(time.monotonic() - t0, 1)
     harness = Harness(run(spec, realistic=True), say=lambda m: print(m, flush=True))
     harness.destroy(spec.name)
+    (spec.state_path / "release.json").unlink(missing_ok=True)  # a new stack: the declared slots are the truth
     try:
         applied = harness.apply()
         FIGURES["up_s"] = applied.seconds["containers"]
@@ -69,6 +70,7 @@ def staging():
     finally:
         harness.destroy(spec.name)
         (spec.state_path / "inventory.json").unlink(missing_ok=True)
+        (spec.state_path / "release.json").unlink(missing_ok=True)
         print("\ndocker figures: " + json.dumps(FIGURES))
 
 
@@ -381,3 +383,54 @@ def test_drill_on_docker_pitr_to_a_mark_lose_the_primary_restore_latest(staging)
     assert _dumpall() == before
     status = fab("status", "--stack", "staging", "--json")
     assert status.returncode == 0, status.stdout
+
+
+def test_switch_and_rollback_on_docker_under_load_fail_no_request(staging):
+    """`fab switch` and `fab rollback --stack staging` move traffic between the slots' containers
+    (Nginx's config replaced in its volume, `nginx -t`, HUP) with the same gates as locally (the
+    slot's health inside its containers; error rate and p95 from Prometheus with traffic
+    flowing), while requests keep coming through Nginx: none fails. `fab deploy` says where
+    versions change on this target."""
+    import threading
+    spec = staging[0]
+    token = dexec("recon-staging-backend-blue-1", "python -m app token create --role viewer --name release").splitlines()[-1]
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE  # the program's self-signed staging certificate
+    codes: list[int] = []
+    slots: set[str] = set()
+    stop = threading.Event()
+
+    def load():
+        with httpx.Client(base_url=f"https://127.0.0.1:{spec.nginx.https_port}", verify=ctx, timeout=10,
+                          headers={"Authorization": f"Bearer {token}"}) as c:
+            while not stop.is_set():
+                try:
+                    r = c.get("/api/v1/reconciliations")
+                    codes.append(r.status_code)
+                    slots.add(r.headers.get("X-Recon-Slot", "?"))
+                except httpx.HTTPError:
+                    codes.append(0)
+                time.sleep(0.1)
+
+    worker = threading.Thread(target=load, daemon=True)
+    worker.start()
+    try:
+        switched = fab("switch", "--stack", "staging", timeout=600)
+        assert switched.returncode == 0, switched.stderr[-3000:]
+        assert "gate error-rate [green 0.1.0]: PASS" in switched.stderr, switched.stderr[-2000:]
+        conf = dexec("recon-staging-prometheus", "cat /etc/recon/prometheus/prometheus.yml")
+        assert "backend-green-1:8000" in conf and "backend-blue-1:8000" not in conf, "Prometheus follows the slot"
+        t0 = time.monotonic()
+        back = fab("rollback", "--stack", "staging", timeout=300)
+        FIGURES["rollback_s"] = round(time.monotonic() - t0, 2)
+        assert back.returncode == 0, back.stderr[-3000:]
+        assert "10/10 probes through Nginx answered by blue" in back.stderr
+    finally:
+        stop.set()
+        worker.join(timeout=15)
+    failed = [c for c in codes if c != 200]
+    FIGURES.update({"release_requests": len(codes), "release_failed": len(failed)})
+    assert len(codes) > 100 and failed == [], f"{len(failed)} of {len(codes)} requests failed: {sorted(set(failed))}"
+    assert slots == {"blue", "green"}
+    deploy = fab("deploy", "--stack", "staging", "--version", "0.2.0")
+    assert deploy.returncode == 2 and "pulumi up -s staging" in deploy.stderr, deploy.stderr

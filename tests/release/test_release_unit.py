@@ -231,8 +231,9 @@ def test_release_renders_the_same_nginx_and_prometheus_configs_as_fab_up(tmp_pat
 
 
 def test_non_local_stacks_are_told_where_the_switch_lives():
-    res = subprocess.run([FAB, "switch", "--stack", "staging"], cwd=REPO, capture_output=True, text=True, timeout=60)
-    assert res.returncode == 2 and "pulumi up -s staging" in res.stderr and "active_slot" in res.stderr
+    res = subprocess.run([FAB, "switch", "--stack", "production"], cwd=REPO, capture_output=True, text=True,
+                         timeout=60)
+    assert res.returncode == 2 and "pulumi up -s production" in res.stderr and "active_slot" in res.stderr
     res = subprocess.run([FAB, "db.failover", "--stack", "staging"], cwd=REPO, capture_output=True, text=True,
                          timeout=60)
     assert res.returncode == 2 and "local target's PostgreSQL" in res.stderr
