@@ -119,28 +119,38 @@ class PgBackRest:
     def check(self) -> Result:
         return self.run("check", timeout=120, check=False)
 
-    def archive_segments(self) -> list[tuple[int, str, float]]:
+    def archive_segments(self, timeline: int | None = None) -> list[tuple[int, str, float]]:
         """Archived WAL segments in any repository (archive-get falls back from one to the next):
-        (absolute segment number, file name, archived at), oldest first, one entry per number
-        (the newest timeline's). Posix repositories only."""
+        (absolute segment number, file name, archived at), oldest first, one entry per number.
+
+        ``timeline``: the segments a recovery on that timeline reads: its own, and below its first
+        segment its ancestors' (the newest lower timeline's). A segment number that only another
+        branch has (a timeline a PITR abandoned, with WAL past the branch point; or a higher one a
+        rolled-back restore left) must not fill a gap in it. None: the newest timeline's per
+        number. Posix repositories only."""
         archs = " ".join(shlex.quote(f"{self.paths.repo(n)}/archive/{self.stanza}") for n in (1, 2))
         res = self.ex.run(f"find {archs} -type f -name '0*' -printf '%f %T@\\n' 2>/dev/null",
                           timeout=60, check=False)
-        by_number: dict[int, tuple[str, float]] = {}
+        files = []
         for line in res.stdout.split("\n"):
-            name, _, mtime = line.strip().partition(" ")
-            if not WAL_FILE.match(name):
-                continue  # .history, .partial, backup labels
-            number = segment_number(name)
-            if number not in by_number or name[:8] > by_number[number][0][:8]:
-                by_number[number] = (name, float(mtime))
-        return [(n, by_number[n][0], by_number[n][1]) for n in sorted(by_number)]
+            fname, _, stamp = line.strip().partition(" ")
+            if WAL_FILE.match(fname):  # not .history, .partial, backup labels
+                files.append((segment_number(fname), int(fname[:8], 16), fname, float(stamp)))
+        if timeline is not None:
+            first = min((n for n, tl, _, _ in files if tl == timeline), default=None)
+            files = [f for f in files if f[1] == timeline or (f[1] < timeline and (first is None or f[0] < first))]
+        by_number: dict[int, tuple[int, str, float]] = {}
+        for number, tl, name, mtime in files:
+            if number not in by_number or tl > by_number[number][0]:
+                by_number[number] = (tl, name, mtime)
+        return [(n, by_number[n][1], by_number[n][2]) for n in sorted(by_number)]
 
-    def wal_coverage(self, backup: BackupInfo) -> tuple[float, float, str | None]:
-        """(from, to, first missing segment) that WAL archived since ``backup`` lets a restore reach:
-        ``to`` is when the last segment before the first gap was archived (None: no gap)."""
+    def wal_coverage(self, backup: BackupInfo, timeline: int | None = None) -> tuple[float, float, str | None]:
+        """(from, to, first missing segment) that WAL archived since ``backup`` lets a restore reach
+        on ``timeline`` (None: the newest): ``to`` is when the last segment before the first gap
+        was archived (None: no gap)."""
         start = segment_number(backup.wal_start) if backup.wal_start else None
-        segments = [s for s in self.archive_segments() if start is None or s[0] >= start]
+        segments = [s for s in self.archive_segments(timeline) if start is None or s[0] >= start]
         covered_to, missing, expected = float(backup.stop), None, start
         for number, _, mtime in segments:
             if expected is not None and number != expected:

@@ -216,7 +216,7 @@ def wal_covers_target(r: Restore) -> None:
         repo_backups = [b for b in r.backups if b.repo == r.repo and (not r.label or b.label == r.label)]
         candidates = [b for b in repo_backups if b.stop <= t] or repo_backups[:1]
         base = candidates[-1]
-        low, high, missing = pgb.wal_coverage(base)
+        low, high, missing = pgb.wal_coverage(base, r.timeline)  # the timeline the restore follows
         archiving = _archiving_healthy(r.site) if r.primary_running else False
         if r.primary_running and archiving and missing is None:
             high = time.time()  # the running primary's last WAL is archived before it stops

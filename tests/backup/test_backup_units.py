@@ -197,3 +197,18 @@ def test_wal_coverage_follows_a_timeline_switch_without_a_gap(tmp_path):
     # a segment far ahead of 5: the archive misses 6.., the coverage ends at 5
     low, high, missing = _pgb(lines, tmp_path).wal_coverage(_backup("000000010000000000000003", 1031.0))
     assert (high, missing) == (1050.0, "0000000000000006")
+
+
+def test_wal_coverage_on_a_timeline_ignores_other_branches(tmp_path):
+    """Timeline 2 branched from 1 at segment 4 (a PITR); 1 went on to 6 before it was abandoned,
+    and a rolled-back restore left timeline 3 with segment 5. A gap at 5 on timeline 2 is a gap:
+    neither branch's segment 5 may fill it (the CI's gap drill was fooled by timeline 1's)."""
+    sha = "0" * 40
+    lines = [f"00000001000000000000000{n}-{sha}.zst {1000 + 10 * n}.0" for n in (3, 4, 5, 6)]
+    lines += [f"000000020000000000000004-{sha}.zst 1100.0", f"000000020000000000000006-{sha}.zst 1120.0",
+              f"000000030000000000000005-{sha}.zst 1130.0"]
+    pgb = _pgb(lines, tmp_path)
+    backup = _backup("000000010000000000000003", 1031.0)
+    assert pgb.wal_coverage(backup, timeline=2) == (1031.0, 1100.0, "0000000000000005")
+    # without a timeline (the newest per number), the branches hide the gap: what the fix is for
+    assert pgb.wal_coverage(backup)[2] is None
