@@ -15,7 +15,6 @@ through its environment, for this run.
 from __future__ import annotations
 
 import json
-import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -167,7 +166,3 @@ class Site:
         if "_control" not in self.__dict__:
             self.__dict__["_control"] = control(self)
         return self.__dict__["_control"]
-
-    def supervisorctl(self, *args: str) -> str:
-        ctl = Path(__import__("sys").executable).parent / "supervisorctl"
-        return shlex.join([str(ctl), "-c", self.layout.conf("supervisord.conf"), *args])
