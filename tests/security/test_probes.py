@@ -231,3 +231,13 @@ def test_the_exporters_sentinel_user_only_reads(running_stack, layout, secrets):
                     ("SENTINEL", "REMOVE", name), ("SENTINEL", "RESET", "*")):
         with pytest.raises(redis.exceptions.NoPermissionError):
             s.execute_command(*command)
+
+
+def test_the_exporter_connects_to_the_application_database_and_reads_no_table(running_stack, secrets):
+    """Before: the exporter role had no CONNECT there, so every --auto-discover-databases scrape
+    was refused ('permission denied for database'); it reads statistics, never the data."""
+    import psycopg
+    with _pg(running_stack, "exporter", secrets, "postgres_exporter") as conn:
+        assert conn.execute("SELECT count(*) FROM pg_stat_user_tables").fetchone()[0] > 0
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("SELECT count(*) FROM records")
